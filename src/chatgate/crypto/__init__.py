@@ -1,0 +1,1 @@
+"""Cryptography: tokens, passwords, secrets. Only tokens.py touches the JOSE library."""

@@ -1,0 +1,188 @@
+"""The three token dialects Chatgate speaks, as pure rules over verified claims.
+
+* TypingMind ``externalAuthCode`` (contract §4.3)
+* Tiledesk custom token (contract §4.2)
+* Kustomer customer login (contract §4.4)
+
+Each turns claims into a ``LoginClaim``: how to find the user and, when the
+dialect may create one, what to create. Time rules shared by all live in
+``check_times``. Everything raises ``TokenRejected`` with a §6 reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+from chatgate.domain.identity import (
+    MAX_NAME_LENGTH,
+    Lookup,
+    external_id_from,
+    normalize_email,
+)
+from chatgate.domain.models import CreatedVia, NewEndUser
+from chatgate.errors import TokenRejected
+
+REGISTERED_CLAIMS = frozenset({"iss", "sub", "aud", "exp", "nbf", "iat", "jti"})
+TILEDESK_SUBJECT = "userexternal"
+MAX_JTI_LENGTH = 256
+
+
+@dataclass(frozen=True)
+class LoginClaim:
+    lookup: Lookup
+    new_user: NewEndUser | None  # None: the user must already exist
+    jti: str | None = None
+    expires_at: float | None = None
+
+
+@dataclass(frozen=True)
+class TimePolicy:
+    leeway_seconds: int
+    require_exp: bool
+
+
+def _number(claims: Mapping[str, Any], name: str) -> float | None:
+    value = claims.get(name)
+    if value is None:
+        if name in claims:
+            raise TokenRejected("malformed", f"The {name} claim must be a number.")
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TokenRejected("malformed", f"The {name} claim must be a number.")
+    return float(value)
+
+
+def check_times(claims: Mapping[str, Any], now: float, policy: TimePolicy) -> None:
+    """``exp``, ``nbf`` and ``iat`` against the clock, with the project's leeway."""
+    leeway = policy.leeway_seconds
+    exp = _number(claims, "exp")
+    nbf = _number(claims, "nbf")
+    iat = _number(claims, "iat")
+    if exp is None and policy.require_exp:
+        raise TokenRejected("missing_claim", "The token must carry an exp claim.")
+    if exp is not None and now >= exp + leeway:
+        raise TokenRejected("expired", "The token has expired.")
+    if nbf is not None and now + leeway < nbf:
+        raise TokenRejected("not_yet_valid", "The token is not valid yet (nbf).")
+    if iat is not None and now + leeway < iat:
+        raise TokenRejected("not_yet_valid", "The token was issued in the future (iat).")
+
+
+def read_jti(claims: Mapping[str, Any]) -> str | None:
+    jti = claims.get("jti")
+    if jti is None:
+        return None
+    if not isinstance(jti, str) or not jti or len(jti) > MAX_JTI_LENGTH:
+        raise TokenRejected("malformed", "The jti claim must be a short string.")
+    return jti
+
+
+def _email(value: Any) -> str | None:
+    if value is None:
+        return None
+    email = normalize_email(value) if isinstance(value, str) else None
+    if email is None:
+        raise TokenRejected("malformed", "The email claim is not a valid email address.")
+    return email
+
+
+def _name(value: Any, claim: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) > MAX_NAME_LENGTH:
+        raise TokenRejected("malformed", f"The {claim} claim must be a string of at most {MAX_NAME_LENGTH} characters.")
+    return value.strip() or None
+
+
+def _id(value: Any, claim: str) -> str:
+    if value is None:
+        raise TokenRejected("missing_claim", f"The token must carry {claim}.")
+    external_id = external_id_from(value)
+    if external_id is None:
+        raise TokenRejected("malformed", f"{claim} must be a non-empty string or a whole number of at most 256 characters.")
+    return external_id
+
+
+def _finish(claims: Mapping[str, Any], lookup: Lookup, new_user: NewEndUser | None) -> LoginClaim:
+    return LoginClaim(lookup, new_user, read_jti(claims), _number(claims, "exp"))
+
+
+def external_auth_code(claims: Mapping[str, Any]) -> LoginClaim:
+    """TypingMind: ``user{id,…}`` creates; else ``id``, else ``email`` finds (id wins)."""
+    user = claims.get("user")
+    if user is not None:
+        if not isinstance(user, Mapping):
+            raise TokenRejected("malformed", "The user claim must be an object.")
+        external_id = _id(user.get("id"), "user.id")
+        metadata = {k: v for k, v in user.items() if k not in ("id", "email")}
+        profile = NewEndUser(
+            created_via=CreatedVia.EXTERNAL_AUTH_CODE,
+            external_id=external_id,
+            email=_email(user.get("email")),
+            firstname=_name(user.get("firstname", user.get("first_name")), "user.firstname"),
+            lastname=_name(user.get("lastname", user.get("last_name")), "user.lastname"),
+            metadata=metadata,
+        )
+        return _finish(claims, Lookup("external_id", external_id), profile)
+    if claims.get("id") is not None:
+        return _finish(claims, Lookup("external_id_or_id", _id(claims["id"], "id")), None)
+    if claims.get("email") is not None:
+        email = _email(claims["email"])
+        assert email is not None
+        return _finish(claims, Lookup("email", email), None)
+    raise TokenRejected("missing_claim", "The code must carry user.id, id or email.")
+
+
+def audiences(claims: Mapping[str, Any]) -> list[str]:
+    aud = claims.get("aud")
+    if aud is None:
+        raise TokenRejected("missing_claim", "The token must carry aud.")
+    values = [aud] if isinstance(aud, str) else aud
+    if not isinstance(values, list) or not values or not all(isinstance(v, str) for v in values):
+        raise TokenRejected("malformed", "The aud claim must be a string or a list of strings.")
+    return values
+
+
+def custom_token(claims: Mapping[str, Any]) -> LoginClaim:
+    """Tiledesk: ``_id`` is the user's external id; ``sub`` must be ``userexternal``."""
+    sub = claims.get("sub")
+    if sub is None:
+        raise TokenRejected("missing_claim", "The token must carry sub.")
+    if sub != TILEDESK_SUBJECT:
+        raise TokenRejected("wrong_subject", f"sub must be {TILEDESK_SUBJECT!r}.")
+    external_id = _id(claims.get("_id"), "_id")
+    known = REGISTERED_CLAIMS | {"_id", "firstname", "lastname", "email"}
+    profile = NewEndUser(
+        created_via=CreatedVia.CUSTOM_TOKEN,
+        external_id=external_id,
+        email=_email(claims.get("email")),
+        firstname=_name(claims.get("firstname"), "firstname"),
+        lastname=_name(claims.get("lastname"), "lastname"),
+        metadata={k: v for k, v in claims.items() if k not in known},
+    )
+    return _finish(claims, Lookup("external_id", external_id), profile)
+
+
+def customer_login(claims: Mapping[str, Any], now: float, max_age_seconds: int, leeway_seconds: int) -> LoginClaim:
+    """Kustomer: a fresh ``iat`` is required; ``email`` alone identifies when present."""
+    iat = _number(claims, "iat")
+    if iat is None:
+        raise TokenRejected("missing_claim", "The token must carry iat.")
+    if now - iat > max_age_seconds + leeway_seconds:
+        raise TokenRejected("iat_too_old", f"iat must be within {max_age_seconds} seconds of now.")
+    known = REGISTERED_CLAIMS | {"externalId", "email", "firstname", "lastname"}
+    profile = NewEndUser(
+        created_via=CreatedVia.CUSTOMER_LOGIN,
+        firstname=_name(claims.get("firstname"), "firstname"),
+        lastname=_name(claims.get("lastname"), "lastname"),
+        metadata={k: v for k, v in claims.items() if k not in known},
+    )
+    email = _email(claims.get("email"))
+    if email is not None:
+        return _finish(claims, Lookup("email", email), replace(profile, email=email))
+    if claims.get("externalId") is not None:
+        external_id = _id(claims["externalId"], "externalId")
+        return _finish(claims, Lookup("external_id", external_id), replace(profile, external_id=external_id))
+    raise TokenRejected("missing_claim", "The token must carry email or externalId.")

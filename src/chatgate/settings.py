@@ -1,0 +1,89 @@
+"""One Settings object, read from the environment once at start-up."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from chatgate.domain.rate_limits import RateRule, parse_rate_rules
+
+
+class SettingsError(ValueError):
+    """The environment names something Chatgate cannot run with."""
+
+
+DEFAULT_RATE_RULES = (
+    "signin_account=10/300,signin_ip=60/60,signup_ip=20/3600,anonymous_ip=60/60"
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path
+    database_url: str
+    public_url: str
+    default_project: str | None = None
+    redis_url: str | None = None
+    server_key: bytes | None = None
+    session_ttl_seconds: int = 30 * 24 * 3600
+    staff_session_ttl_seconds: int = 7 * 24 * 3600
+    max_body_bytes: int = 64 * 1024
+    rate_rules: Mapping[str, RateRule] = field(default_factory=dict)
+    trusted_proxies: tuple[str, ...] = ()
+    db_pool_size: int = 16
+    password_hash_concurrency: int = 2
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        data_dir = Path(env.get("CHATGATE_DATA_DIR") or Path.cwd() / ".chatgate").resolve()
+        database_url = env.get("CHATGATE_DATABASE_URL") or f"sqlite:///{data_dir / 'chatgate.db'}"
+        if not database_url.startswith(("sqlite", "postgresql")):
+            raise SettingsError("CHATGATE_DATABASE_URL must be a sqlite:// or postgresql+psycopg:// URL")
+        public_url = (env.get("CHATGATE_PUBLIC_URL") or "http://127.0.0.1:8000").rstrip("/")
+        if not public_url.startswith(("http://", "https://")):
+            raise SettingsError("CHATGATE_PUBLIC_URL must start with http:// or https://")
+        server_key = env.get("CHATGATE_SERVER_KEY")
+        key_bytes = bytes.fromhex(server_key) if server_key else None
+        if key_bytes is not None and len(key_bytes) < 32:
+            raise SettingsError("CHATGATE_SERVER_KEY must be at least 32 bytes of hex")
+        return cls(
+            data_dir=data_dir,
+            database_url=database_url,
+            public_url=public_url,
+            default_project=env.get("CHATGATE_DEFAULT_PROJECT") or None,
+            redis_url=env.get("CHATGATE_REDIS_URL") or None,
+            server_key=key_bytes,
+            session_ttl_seconds=_int(env, "CHATGATE_SESSION_TTL_SECONDS", 30 * 24 * 3600),
+            staff_session_ttl_seconds=_int(env, "CHATGATE_STAFF_SESSION_TTL_SECONDS", 7 * 24 * 3600),
+            max_body_bytes=_int(env, "CHATGATE_MAX_BODY_BYTES", 64 * 1024),
+            rate_rules=parse_rate_rules(
+                DEFAULT_RATE_RULES + "," + env.get("CHATGATE_RATE_LIMITS", "")
+            ),
+            trusted_proxies=tuple(
+                p.strip() for p in env.get("CHATGATE_TRUSTED_PROXIES", "").split(",") if p.strip()
+            ),
+            db_pool_size=_int(env, "CHATGATE_DB_POOL_SIZE", 16),
+            password_hash_concurrency=_int(
+                env, "CHATGATE_PASSWORD_HASH_CONCURRENCY", os.cpu_count() or 2
+            ),
+        )
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise SettingsError(f"{name} must be a whole number, not {raw!r}") from exc
+    if value <= 0:
+        raise SettingsError(f"{name} must be positive")
+    return value

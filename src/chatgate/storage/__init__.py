@@ -1,0 +1,1 @@
+"""Storage adapters: tables, repositories, engine and migrations."""

@@ -1,0 +1,187 @@
+"""The schema, as SQLAlchemy Core tables. Alembic migrations create it; unique
+constraints here are what make "created on first sight" safe under races."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes on every backend (SQLite keeps no zone of its own)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _id(name: str = "id", *args: Any, **kw: Any) -> Column[str]:
+    return Column(name, String(24), *args, **kw)
+
+
+staff_accounts = Table(
+    "staff_accounts",
+    metadata,
+    _id(primary_key=True),
+    Column("email", String(254), nullable=False, unique=True),
+    Column("firstname", String(128), nullable=False),
+    Column("lastname", String(128), nullable=False),
+    Column("email_verified", Boolean, nullable=False, default=False),
+    Column("password_hash", String(255), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
+projects = Table(
+    "projects",
+    metadata,
+    _id(primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("settings", JSON, nullable=False),
+    Column("secret_sealed", LargeBinary, nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
+memberships = Table(
+    "memberships",
+    metadata,
+    _id("project_id", ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True),
+    _id("staff_id", ForeignKey("staff_accounts.id", ondelete="CASCADE"), primary_key=True),
+    Column("role", String(16), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Index(None, "staff_id"),
+)
+
+# An audience names at most one project, so a custom token routes unambiguously.
+project_audiences = Table(
+    "project_audiences",
+    metadata,
+    Column("audience", String(512), primary_key=True),
+    _id("project_id", ForeignKey("projects.id", ondelete="CASCADE"), nullable=False),
+    Index(None, "project_id"),
+)
+
+# One row per project; a conditional UPDATE on it is the seat-limit guard.
+seat_counters = Table(
+    "seat_counters",
+    metadata,
+    _id("project_id", ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True),
+    Column("used", Integer, nullable=False, default=0),
+)
+
+end_users = Table(
+    "end_users",
+    metadata,
+    _id(primary_key=True),
+    _id("project_id", ForeignKey("projects.id", ondelete="CASCADE"), nullable=False),
+    Column("external_id", String(256), nullable=True),
+    Column("email", String(254), nullable=True),
+    Column("firstname", String(128), nullable=True),
+    Column("lastname", String(128), nullable=True),
+    Column("anonymous", Boolean, nullable=False),
+    Column("created_via", String(32), nullable=False),
+    Column("metadata", JSON, nullable=False),
+    Column("password_hash", String(255), nullable=True),
+    Column("merged_into", String(24), nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("last_seen_at", UtcDateTime, nullable=True),
+    UniqueConstraint("project_id", "external_id"),
+    UniqueConstraint("project_id", "email"),
+    Index(None, "project_id", "created_via", "id"),
+    Index(None, "project_id", "id"),
+)
+
+sessions = Table(
+    "sessions",
+    metadata,
+    _id(primary_key=True),
+    Column("kind", String(16), nullable=False),
+    _id("project_id", nullable=True),
+    _id("subject_id", nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Column("revoked_at", UtcDateTime, nullable=True),
+    Index(None, "subject_id"),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    _id(primary_key=True),
+    _id("project_id", ForeignKey("projects.id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("roles", JSON, nullable=False),
+    Column("prefix", String(12), nullable=False, unique=True),
+    Column("key_hash", String(64), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=True),
+    Column("revoked_at", UtcDateTime, nullable=True),
+    Column("last_used_at", UtcDateTime, nullable=True),
+    Index(None, "project_id"),
+)
+
+# A token's jti is consumed by the login it completes; the primary key makes a replay lose.
+used_token_ids = Table(
+    "used_token_ids",
+    metadata,
+    _id("project_id", ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True),
+    Column("jti", String(256), primary_key=True),
+    Column("expires_at", UtcDateTime, nullable=True),
+)
+
+audit_events = Table(
+    "audit_events",
+    metadata,
+    _id(primary_key=True),
+    Column("at", UtcDateTime, nullable=False),
+    Column("action", String(64), nullable=False),
+    _id("project_id", nullable=True),
+    Column("actor_type", String(16), nullable=True),
+    _id("actor_id", nullable=True),
+    _id("subject_id", nullable=True),
+    Column("ip", String(64), nullable=True),
+    Column("reason", String(64), nullable=True),
+    Column("details", JSON, nullable=False),
+    Index(None, "project_id", "id"),
+)
+
+__all__ = ["metadata"]
