@@ -1,0 +1,109 @@
+"""create_app(settings): wires storage, crypto, services, routes and pages. No globals."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib.metadata import version
+
+import anyio.to_thread
+from sqlalchemy import text
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from chatgate.crypto.passwords import PasswordHasherPool
+from chatgate.crypto.secrets import SecretBox, ServerKeys, load_or_create_server_key
+from chatgate.crypto.tokens import SessionTokenCodec
+from chatgate.errors import DomainError
+from chatgate.http import errors
+from chatgate.http.limits import BodyLimit
+from chatgate.http.requests import blocking, json
+from chatgate.http.routes import directory, end_users, keys, projects, staff
+from chatgate.http.routing import Endpoint, docs_page, openapi_document, starlette_routes
+from chatgate.ratelimit import RateLimiter
+from chatgate.services.bundle import Services
+from chatgate.services.context import ServiceContext
+from chatgate.settings import Settings
+from chatgate.storage.database import Database
+from chatgate.web import pages
+
+WORKER_THREADS = 64
+
+
+def build_services(settings: Settings) -> Services:
+    master = load_or_create_server_key(settings.data_dir, settings.server_key)
+    server_keys = ServerKeys.from_master(master)
+    ctx = ServiceContext(
+        settings=settings,
+        db=Database(settings.database_url, settings.db_pool_size),
+        passwords=PasswordHasherPool(settings.password_hash_concurrency),
+        session_codec=SessionTokenCodec(server_keys.session_signing),
+        secret_box=SecretBox(server_keys.secret_encryption),
+        limiter=RateLimiter(settings.rate_rules),
+    )
+    return Services.build(ctx)
+
+
+def api_endpoints(services: Services) -> list[Endpoint]:
+    return [
+        *staff.endpoints(services),
+        *projects.endpoints(services),
+        *keys.endpoints(services),
+        *end_users.endpoints(services),
+        *directory.endpoints(services),
+    ]
+
+
+def create_app(settings: Settings) -> Starlette:
+    services = build_services(settings)
+    endpoints = api_endpoints(services)
+    document = openapi_document(endpoints, settings.public_url, version("chatgate"))
+
+    async def healthz(_request: Request) -> Response:
+        def ping() -> None:
+            with services.ctx.db.read() as store:
+                store.projects.conn.execute(text("SELECT 1"))
+
+        await blocking(ping)
+        return json({"status": "ok"})
+
+    async def openapi_json(_request: Request) -> Response:
+        return json(document)
+
+    async def docs(_request: Request) -> Response:
+        return docs_page(document)
+
+    @asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        anyio.to_thread.current_default_thread_limiter().total_tokens = WORKER_THREADS
+        try:
+            yield
+        finally:
+            services.ctx.db.dispose()
+
+    app = Starlette(
+        routes=[
+            Route("/healthz", healthz, methods=["GET"]),
+            Route("/openapi.json", openapi_json, methods=["GET"]),
+            Route("/docs", docs, methods=["GET"]),
+            *starlette_routes(endpoints),
+            *pages.routes(services),
+        ],
+        exception_handlers={
+            DomainError: errors.on_domain_error,
+            HTTPException: errors.on_http_exception,
+            Exception: errors.on_unexpected,
+        },
+        lifespan=lifespan,
+    )
+    app.state.services = services
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    return app
+
+
+def create_app_from_env() -> Starlette:
+    """Factory for ``uvicorn --factory`` and worker processes: settings from the environment."""
+    return create_app(Settings.from_env())

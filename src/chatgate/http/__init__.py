@@ -1,0 +1,1 @@
+"""HTTP adapter: routes parse, call one service, shape the answer."""

@@ -1,0 +1,90 @@
+"""Domain objects to the contract's JSON shapes. Never a password hash, never a stored key."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from chatgate.domain.models import ApiKey, AuditEvent, EndUser, Project, Role, StaffAccount
+from chatgate.services.projects import effective_settings
+
+
+def iso(moment: datetime | None) -> str | None:
+    if moment is None:
+        return None
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def staff(account: StaffAccount, *, with_dates: bool = True) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "_id": account.id,
+        "email": account.email,
+        "firstname": account.firstname,
+        "lastname": account.lastname,
+        "emailverified": account.email_verified,
+    }
+    if with_dates:
+        body["createdAt"] = iso(account.created_at)
+        body["updatedAt"] = iso(account.updated_at)
+    return body
+
+
+def project(p: Project, role: Role) -> dict[str, Any]:
+    return {
+        "_id": p.id,
+        "id": p.id,
+        "name": p.name,
+        "createdAt": iso(p.created_at),
+        "settings": effective_settings(p),
+        "role": role.value,
+        "hasSigningSecret": p.secret_ciphertext is not None,
+    }
+
+
+def api_key(k: ApiKey, secret: str | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "id": k.id,
+        "name": k.name,
+        "roles": list(k.roles),
+        "expiresAt": iso(k.expires_at),
+        "createdAt": iso(k.created_at),
+        "lastUsedAt": iso(k.last_used_at),
+        "revoked": k.revoked_at is not None,
+    }
+    if secret is not None:
+        body["key"] = secret
+    return body
+
+
+def end_user(u: EndUser) -> dict[str, Any]:
+    return {
+        "_id": u.id,
+        "externalId": u.external_id,
+        "email": u.email,
+        "firstname": u.firstname,
+        "lastname": u.lastname,
+        "fullName": u.full_name,
+        "anonymous": u.anonymous,
+        "createdVia": u.created_via.value,
+        "metadata": u.metadata,
+        "createdAt": iso(u.created_at),
+        "lastSeenAt": iso(u.last_seen_at),
+    }
+
+
+def audit_event(e: AuditEvent) -> dict[str, Any]:
+    return {
+        "id": e.id,
+        "at": iso(e.at),
+        "action": e.action,
+        "actorType": e.actor_type,
+        "actorId": e.actor_id,
+        "subjectId": e.subject_id,
+        "ip": e.ip,
+        "reason": e.reason,
+        "details": e.details,
+    }
+
+
+def session_token(token: str) -> str:
+    return f"JWT {token}"

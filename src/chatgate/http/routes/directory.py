@@ -1,0 +1,88 @@
+"""Staff views of a project's end users and audit log (contract §4.6)."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from chatgate.domain.models import CreatedVia
+from chatgate.errors import ValidationFailed
+from chatgate.http import presenters
+from chatgate.http.requests import json
+from chatgate.http.routing import Endpoint, with_session
+from chatgate.http.schemas import AuditListOut, EndUserOut, UserListOut
+from chatgate.services.bundle import Services
+
+
+def _limit(request: Request, default: int = 50) -> int:
+    raw = request.query_params.get("limit")
+    if raw is None:
+        return default
+    if not raw.isdigit() or not 1 <= int(raw) <= 200:
+        raise ValidationFailed({"limit": "must be a whole number from 1 to 200"})
+    return int(raw)
+
+
+def endpoints(services: Services) -> list[Endpoint]:
+    directory = services.directory
+
+    async def list_users(request: Request) -> Response:
+        pid = request.path_params["pid"]
+        raw_via = request.query_params.get("created_via")
+        try:
+            created_via = CreatedVia(raw_via) if raw_via else None
+        except ValueError as exc:
+            known = ", ".join(v.value for v in CreatedVia)
+            raise ValidationFailed({"created_via": f"must be one of {known}"}) from exc
+        limit = _limit(request)
+        page = await with_session(
+            services.sessions,
+            request,
+            lambda c: directory.list_users(
+                pid,
+                c,
+                created_via=created_via,
+                query=request.query_params.get("q") or None,
+                limit=limit,
+                cursor=request.query_params.get("cursor"),
+            ),
+        )
+        return json(
+            {
+                "users": [presenters.end_user(u) for u in page.users],
+                "seats": {"used": page.seats_used, "limit": page.seat_limit},
+                "next_cursor": page.next_cursor,
+            }
+        )
+
+    async def get_user(request: Request) -> Response:
+        pid, ref = request.path_params["pid"], request.path_params["user_ref"]
+        user = await with_session(services.sessions, request, lambda c: directory.get_user(pid, ref, c))
+        return json(presenters.end_user(user))
+
+    async def audit_log(request: Request) -> Response:
+        pid = request.path_params["pid"]
+        limit = _limit(request, 100)
+        page = await with_session(
+            services.sessions,
+            request,
+            lambda c: directory.audit_log(
+                pid, c, action=request.query_params.get("action"), limit=limit,
+                cursor=request.query_params.get("cursor"),
+            ),
+        )
+        return json({"events": [presenters.audit_event(e) for e in page.events], "next_cursor": page.next_cursor})
+
+    return [
+        Endpoint("GET", "/v1/projects/{pid}/users", list_users, "List end users with seat usage", "users",
+                 response=UserListOut, auth="session", errors=(403, 404, 422),
+                 query=(("created_via", "anonymous, external_auth_code, custom_token, customer_login, email, admin"),
+                        ("q", "matches email, name or externalId"), ("limit", "1-200, default 50"),
+                        ("cursor", "next_cursor of the previous page"))),
+        Endpoint("GET", "/v1/projects/{pid}/users/{user_ref}", get_user, "One end user by _id or externalId",
+                 "users", response=EndUserOut, auth="session", errors=(403, 404)),
+        Endpoint("GET", "/v1/projects/{pid}/audit", audit_log, "Authentication audit log, newest first (owners)",
+                 "audit", response=AuditListOut, auth="session", errors=(403, 404, 422),
+                 query=(("action", "only this action tag"), ("limit", "1-200, default 100"),
+                        ("cursor", "next_cursor of the previous page"))),
+    ]

@@ -1,0 +1,141 @@
+"""End users' ways in (contract §4), ``auth/me`` and logout."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from chatgate.domain.identity import normalize_email
+from chatgate.errors import TokenRejected
+from chatgate.http import presenters
+from chatgate.http.requests import authorization_token, blocking, caller_of, json, parse_body
+from chatgate.http.routing import Endpoint, with_session
+from chatgate.http.schemas import (
+    AnonymousSignIn,
+    CustomerLogin,
+    CustomTokenSignIn,
+    EndUserLoginOut,
+    EndUserSignIn,
+    EndUserSignUp,
+    ExternalCodeExchange,
+    MeOut,
+)
+from chatgate.services.bundle import Services
+from chatgate.services.end_user_auth import EndUserLogin
+
+
+def login_body(login: EndUserLogin, *, created: bool = False) -> dict[str, object]:
+    body: dict[str, object] = {
+        "success": True,
+        "token": presenters.session_token(login.token),
+        "user": presenters.end_user(login.user),
+        "merged_conversations": login.merged_conversations,
+    }
+    if created:
+        body["created"] = login.created
+    return body
+
+
+def endpoints(services: Services) -> list[Endpoint]:
+    auth = services.end_users
+
+    async def signin_anonymously(request: Request) -> Response:
+        body = await parse_body(request, AnonymousSignIn)
+        login = await blocking(
+            auth.sign_in_anonymously, body.id_project, body.firstname, body.lastname, caller_of(request)
+        )
+        return json(login_body(login))
+
+    async def signin_with_custom_token(request: Request) -> Response:
+        token = authorization_token(request)
+        if token is None:
+            raise TokenRejected("malformed", "Send the token as Authorization: JWT <token>.")
+        body = await parse_body(request, CustomTokenSignIn, optional=True)
+        login = await blocking(auth.sign_in_with_custom_token, token, caller_of(request), body.anonymous_token)
+        return json(login_body(login))
+
+    async def exchange_external_code(request: Request) -> Response:
+        body = await parse_body(request, ExternalCodeExchange)
+        login = await blocking(
+            auth.exchange_external_code,
+            request.path_params["pid"],
+            body.externalAuthCode,
+            caller_of(request),
+            body.anonymous_token,
+        )
+        return json(login_body(login, created=True))
+
+    async def customer_login(request: Request) -> Response:
+        body = await parse_body(request, CustomerLogin)
+        login = await blocking(
+            auth.customer_login, request.path_params["pid"], body.jwtToken, caller_of(request), body.anonymous_token
+        )
+        return json(login_body(login))
+
+    async def email_signup(request: Request) -> Response:
+        body = await parse_body(request, EndUserSignUp)
+        login = await blocking(
+            auth.email_sign_up,
+            request.path_params["pid"],
+            body.email,
+            body.password,
+            body.firstname,
+            body.lastname,
+            caller_of(request),
+            body.anonymous_token,
+        )
+        return json(login_body(login))
+
+    async def email_signin(request: Request) -> Response:
+        body = await parse_body(request, EndUserSignIn)
+        login = await blocking(
+            auth.email_sign_in,
+            request.path_params["pid"],
+            body.email,
+            body.password,
+            caller_of(request),
+            body.anonymous_token,
+        )
+        return json(login_body(login))
+
+    async def me(request: Request) -> Response:
+        pid = request.path_params["pid"]
+        user = await with_session(services.sessions, request, lambda c: auth.me(c, pid))
+        # Kustomer's isLoggedIn({email} | {externalId}): is this session that user?
+        email = request.query_params.get("email")
+        external_id = request.query_params.get("externalId")
+        matches = (email is None or normalize_email(email) == user.email) and (
+            external_id is None or external_id == user.external_id
+        )
+        return json({"loggedIn": matches, "user": presenters.end_user(user) if matches else None})
+
+    async def logout(request: Request) -> Response:
+        await with_session(services.sessions, request, services.sessions.logout)
+        return json({"success": True})
+
+    login_errors = (400, 401, 403, 404, 409, 413, 422)
+    return [
+        Endpoint("POST", "/v1/auth/signinAnonymously", signin_anonymously, "Tiledesk: sign a visitor in anonymously",
+                 "end users", body=AnonymousSignIn, response=EndUserLoginOut, errors=(400, 403, 404, 422, 429)),
+        Endpoint("POST", "/v1/auth/signinWithCustomToken", signin_with_custom_token,
+                 "Tiledesk: sign in with a custom token (claims _id, sub=userexternal, aud)", "end users",
+                 body=CustomTokenSignIn, response=EndUserLoginOut, auth="customerToken", errors=login_errors),
+        Endpoint("POST", "/v1/projects/{pid}/auth/external-code", exchange_external_code,
+                 "TypingMind: exchange an externalAuthCode for a session", "end users",
+                 body=ExternalCodeExchange, response=EndUserLoginOut, errors=login_errors),
+        Endpoint("POST", "/v1/projects/{pid}/auth/customer/login", customer_login,
+                 "Kustomer: login({jwtToken}); email wins over externalId; fresh iat", "end users",
+                 body=CustomerLogin, response=EndUserLoginOut, errors=login_errors),
+        Endpoint("POST", "/v1/projects/{pid}/auth/email/signup", email_signup,
+                 "An end user signs up with email and password", "end users",
+                 body=EndUserSignUp, response=EndUserLoginOut, errors=(400, 403, 404, 409, 422, 429)),
+        Endpoint("POST", "/v1/projects/{pid}/auth/email/signin", email_signin,
+                 "An end user signs in with email and password", "end users",
+                 body=EndUserSignIn, response=EndUserLoginOut, errors=(400, 401, 403, 404, 422, 429)),
+        Endpoint("GET", "/v1/projects/{pid}/auth/me", me, "Who this end-user session is (Kustomer isLoggedIn)",
+                 "end users", response=MeOut, auth="session",
+                 query=(("email", "true only if the session is this email's user"),
+                        ("externalId", "true only if the session is this externalId's user"))),
+        Endpoint("POST", "/v1/auth/logout", logout, "End the calling session at once", "end users",
+                 auth="session", errors=()),
+    ]

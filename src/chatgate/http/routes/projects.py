@@ -1,0 +1,61 @@
+"""Projects, their settings and members (contract §2)."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from chatgate.domain.models import Role
+from chatgate.http import presenters
+from chatgate.http.requests import json, parse_body
+from chatgate.http.routing import Endpoint, with_session
+from chatgate.http.schemas import MemberAdd, ProjectChange, ProjectCreate, ProjectOut
+from chatgate.services.bundle import Services
+
+
+def endpoints(services: Services) -> list[Endpoint]:
+    projects = services.projects
+
+    async def create_project(request: Request) -> Response:
+        body = await parse_body(request, ProjectCreate)
+        project, role = await with_session(services.sessions, request, lambda c: projects.create(body.name, c))
+        return json(presenters.project(project, role))
+
+    async def list_projects(request: Request) -> Response:
+        mine = await with_session(services.sessions, request, projects.list_mine)
+        return json([presenters.project(p, role) for p, role in mine])
+
+    async def get_project(request: Request) -> Response:
+        pid = request.path_params["pid"]
+        project, role = await with_session(services.sessions, request, lambda c: projects.get(pid, c))
+        return json(presenters.project(project, role))
+
+    async def change_project(request: Request) -> Response:
+        pid = request.path_params["pid"]
+        body = await parse_body(request, ProjectChange)
+        project, role = await with_session(
+            services.sessions, request, lambda c: projects.update(pid, c, name=body.name, settings=body.settings)
+        )
+        return json(presenters.project(project, role))
+
+    async def add_member(request: Request) -> Response:
+        pid = request.path_params["pid"]
+        body = await parse_body(request, MemberAdd)
+        staff_id = await with_session(
+            services.sessions, request, lambda c: projects.add_member(pid, body.email, Role(body.role), c)
+        )
+        return json({"success": True, "staffId": staff_id, "role": body.role}, 201)
+
+    errors = (400, 403, 404, 422)
+    return [
+        Endpoint("POST", "/v1/projects", create_project, "Create a project; you become its owner", "projects",
+                 body=ProjectCreate, response=ProjectOut, auth="session", errors=(400, 403, 422)),
+        Endpoint("GET", "/v1/projects", list_projects, "List your projects", "projects", auth="session",
+                 errors=(403,)),
+        Endpoint("GET", "/v1/projects/{pid}", get_project, "Read a project and its settings", "projects",
+                 response=ProjectOut, auth="session", errors=(403, 404)),
+        Endpoint("PATCH", "/v1/projects/{pid}", change_project, "Change a project's name or settings", "projects",
+                 body=ProjectChange, response=ProjectOut, auth="session", errors=(*errors, 409)),
+        Endpoint("POST", "/v1/projects/{pid}/members", add_member, "Give a staff account a role (owners)",
+                 "projects", body=MemberAdd, status=201, auth="session", errors=errors),
+    ]

@@ -1,0 +1,39 @@
+"""Staff sign-up and sign-in (contract §2), Tiledesk shapes."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from chatgate.http import presenters
+from chatgate.http.requests import blocking, caller_of, json, parse_body
+from chatgate.http.routing import Endpoint
+from chatgate.http.schemas import SignIn, StaffSignInOut, StaffSignUp, StaffSignUpOut
+from chatgate.services.bundle import Services
+
+
+def endpoints(services: Services) -> list[Endpoint]:
+    async def staff_signup(request: Request) -> Response:
+        body = await parse_body(request, StaffSignUp)
+        account = await blocking(
+            services.staff.sign_up, body.email, body.password, body.firstname, body.lastname, caller_of(request)
+        )
+        return json({"success": True, "msg": "Successfully created new user.", "user": presenters.staff(account)})
+
+    async def staff_signin(request: Request) -> Response:
+        body = await parse_body(request, SignIn)
+        result = await blocking(services.staff.sign_in, body.email, body.password, caller_of(request))
+        return json(
+            {
+                "success": True,
+                "token": presenters.session_token(result.token),
+                "user": presenters.staff(result.account, with_dates=False),
+            }
+        )
+
+    return [
+        Endpoint("POST", "/v1/auth/signup", staff_signup, "Create a staff account", "staff",
+                 body=StaffSignUp, response=StaffSignUpOut, errors=(400, 409, 422, 429)),
+        Endpoint("POST", "/v1/auth/signin", staff_signin, "Sign a staff member in", "staff",
+                 body=SignIn, response=StaffSignInOut, errors=(400, 401, 422, 429)),
+    ]

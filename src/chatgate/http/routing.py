@@ -1,0 +1,167 @@
+"""Endpoints declared once: the route table and the OpenAPI document come from the same list."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
+from starlette.requests import Request
+from starlette.responses import HTMLResponse
+from starlette.routing import Route
+
+from chatgate.http.requests import Handler, blocking, caller_of, require_token
+from chatgate.http.schemas import ErrorOut
+from chatgate.services.context import Caller
+from chatgate.services.sessions import SessionService
+
+T = TypeVar("T")
+
+SECURITY_SCHEMES = {
+    "session": {
+        "type": "apiKey",
+        "in": "header",
+        "name": "Authorization",
+        "description": "A Chatgate session: `JWT <token>` or `Bearer <token>`",
+    },
+    "customerToken": {
+        "type": "apiKey",
+        "in": "header",
+        "name": "Authorization",
+        "description": "A token signed by your backend with the project secret: `JWT <token>`",
+    },
+    "apiKey": {"type": "http", "scheme": "bearer", "description": "A project API key"},
+}
+
+_STATUS_TEXT = {
+    400: "Malformed request",
+    401: "Not authenticated, or a token was rejected",
+    403: "Not allowed",
+    404: "Unknown resource",
+    409: "Conflict",
+    413: "Body or token too large",
+    422: "Field validation failed",
+    429: "Rate limited (see Retry-After)",
+}
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    method: str
+    path: str
+    handler: Handler
+    summary: str
+    tag: str
+    body: type[BaseModel] | None = None
+    response: type[BaseModel] | None = None
+    status: int = 200
+    auth: str | None = None
+    errors: tuple[int, ...] = (400, 422)
+    query: tuple[tuple[str, str], ...] = ()
+
+
+def starlette_routes(endpoints: Sequence[Endpoint]) -> list[Route]:
+    return [Route(e.path, e.handler, methods=[e.method]) for e in endpoints]
+
+
+async def with_session(sessions: SessionService, request: Request, fn: Callable[[Caller], T]) -> T:
+    """Authenticate the session and run ``fn`` in one worker-thread hop."""
+    token = require_token(request)
+    anonymous = caller_of(request)
+
+    def run() -> T:
+        principal = sessions.authenticate(token)
+        return fn(Caller(anonymous.ip, principal))
+
+    return await blocking(run)
+
+
+def openapi_document(endpoints: Sequence[Endpoint], public_url: str, version: str) -> dict[str, Any]:
+    schemas: dict[str, Any] = {}
+
+    def ref(model: type[BaseModel]) -> dict[str, str]:
+        schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        schemas.update(schema.pop("$defs", {}))
+        schemas[model.__name__] = schema
+        return {"$ref": f"#/components/schemas/{model.__name__}"}
+
+    paths: dict[str, dict[str, Any]] = {}
+    for e in endpoints:
+        operation: dict[str, Any] = {
+            "summary": e.summary,
+            "tags": [e.tag],
+            "operationId": e.handler.__name__,
+            "responses": {
+                str(e.status): {
+                    "description": "Success",
+                    "content": {"application/json": {"schema": ref(e.response) if e.response else {}}},
+                }
+            },
+        }
+        params = [
+            {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+            for name in _path_params(e.path)
+        ]
+        params += [
+            {"name": name, "in": "query", "required": False, "schema": {"type": "string"}, "description": text}
+            for name, text in e.query
+        ]
+        if params:
+            operation["parameters"] = params
+        if e.body is not None:
+            operation["requestBody"] = {
+                "required": True,
+                "content": {"application/json": {"schema": ref(e.body)}},
+            }
+        if e.auth:
+            operation["security"] = [{e.auth: []}]
+        error_ref = ref(ErrorOut)
+        for status in sorted(set(e.errors) | ({401} if e.auth else set())):
+            operation["responses"][str(status)] = {
+                "description": _STATUS_TEXT.get(status, "Error"),
+                "content": {"application/json": {"schema": error_ref}},
+            }
+        paths.setdefault(_openapi_path(e.path), {})[e.method.lower()] = operation
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Chatgate",
+            "version": version,
+            "description": "Sign users into chat with a JWT from your backend. See the README for the walk-through.",
+        },
+        "servers": [{"url": public_url}],
+        "paths": paths,
+        "components": {"schemas": schemas, "securitySchemes": SECURITY_SCHEMES},
+    }
+
+
+def _path_params(path: str) -> list[str]:
+    return [part[1:-1].split(":")[0] for part in path.split("/") if part.startswith("{")]
+
+
+def _openapi_path(path: str) -> str:
+    return "/".join(
+        "{" + part[1:-1].split(":")[0] + "}" if part.startswith("{") else part for part in path.split("/")
+    )
+
+
+def docs_page(document: dict[str, Any]) -> HTMLResponse:
+    """A readable list of every route, served without any outside script."""
+    rows = []
+    for path, operations in document["paths"].items():
+        for method, op in operations.items():
+            rows.append(
+                f"<tr><td><code>{method.upper()}</code></td><td><code>{html.escape(path)}</code></td>"
+                f"<td>{html.escape(op['summary'])}</td><td>{html.escape(', '.join(op.get('tags', [])))}</td></tr>"
+            )
+    page = (
+        "<!doctype html><html><head><meta charset='utf-8'><title>Chatgate API</title>"
+        "<style>body{font:15px system-ui;margin:2rem;max-width:70rem}td{padding:.3rem .6rem;"
+        "border-bottom:1px solid #ddd}code{font-size:13px}</style></head><body>"
+        "<h1>Chatgate API</h1><p>The machine-readable document is at "
+        "<a href='/openapi.json'>/openapi.json</a>.</p><table><tr><th>Method</th><th>Path</th>"
+        "<th>What it does</th><th>Area</th></tr>" + "".join(rows) + "</table></body></html>"
+    )
+    return HTMLResponse(page)

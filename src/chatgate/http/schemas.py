@@ -1,0 +1,229 @@
+"""Request bodies (validated with pydantic) and response shapes (for OpenAPI).
+
+Requests are strict (no "123" for 123) and ignore unknown fields, so vendor
+SDKs that send extra properties keep working.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from chatgate.domain.identity import MAX_NAME_LENGTH, normalize_email
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(strict=True, extra="ignore")
+
+
+def _email(value: str) -> str:
+    email = normalize_email(value)
+    if email is None:
+        raise ValueError("is not a valid email address")
+    return email
+
+
+Name = Field(min_length=1, max_length=MAX_NAME_LENGTH)
+OptionalName = Field(default=None, max_length=MAX_NAME_LENGTH)
+Password = Field(max_length=1024, description="8 to 256 characters; common passwords are refused")
+AnonymousToken = Field(
+    default=None,
+    description="Session token of an anonymous visitor of the same project, whose chats join this user",
+)
+
+
+class StaffSignUp(Body):
+    email: str
+    password: str = Password
+    firstname: str = Name
+    lastname: str = Name
+
+    _check_email = field_validator("email")(_email)
+
+
+class SignIn(Body):
+    email: str
+    password: str = Field(max_length=1024)
+
+    @field_validator("email")
+    @classmethod
+    def _normalize(cls, value: str) -> str:
+        # No format check here: a malformed email simply matches no account.
+        return value.strip().lower()
+
+
+class ProjectCreate(Body):
+    name: str = Field(min_length=1, max_length=200)
+
+
+class ProjectChange(Body):
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    settings: dict[str, Any] | None = Field(default=None, description="Only the settings to change")
+
+
+class MemberAdd(Body):
+    email: str
+    role: Literal["owner", "admin"] = "admin"
+
+    _check_email = field_validator("email")(_email)
+
+
+class ApiKeyCreate(Body):
+    name: str = Field(min_length=1, max_length=200)
+    roles: list[Literal["org.admin", "org.user"]] = Field(min_length=1, max_length=2)
+    expires_in_days: int | None = Field(default=None, ge=1, le=3650, description="null: never expires")
+
+
+class AnonymousSignIn(Body):
+    id_project: str = Field(min_length=1, max_length=64)
+    firstname: str | None = OptionalName
+    lastname: str | None = OptionalName
+
+
+class CustomTokenSignIn(Body):
+    anonymous_token: str | None = AnonymousToken
+
+
+class ExternalCodeExchange(Body):
+    externalAuthCode: str = Field(min_length=1)  # noqa: N815 - TypingMind's field name
+    anonymous_token: str | None = AnonymousToken
+
+
+class CustomerLogin(Body):
+    jwtToken: str = Field(min_length=1)  # noqa: N815 - Kustomer's field name
+    anonymous_token: str | None = AnonymousToken
+
+
+class EndUserSignUp(Body):
+    email: str
+    password: str = Password
+    firstname: str | None = OptionalName
+    lastname: str | None = OptionalName
+    anonymous_token: str | None = AnonymousToken
+
+    _check_email = field_validator("email")(_email)
+
+
+class EndUserSignIn(SignIn):
+    anonymous_token: str | None = AnonymousToken
+
+
+# -- responses (documentation; bodies are built by presenters.py) ---------
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+    reason: str | None = Field(default=None, description="Why a customer token was rejected (contract §6)")
+    fields: dict[str, str] | None = None
+
+
+class ErrorOut(BaseModel):
+    success: Literal[False]
+    msg: str
+    error: ErrorDetail
+
+
+class StaffOut(BaseModel):
+    id_: str = Field(alias="_id")
+    email: str
+    firstname: str
+    lastname: str
+    emailverified: bool
+    createdAt: str  # noqa: N815
+    updatedAt: str  # noqa: N815
+
+
+class StaffSignUpOut(BaseModel):
+    success: bool
+    msg: str
+    user: dict[str, Any]
+
+
+class StaffSignInOut(BaseModel):
+    success: bool
+    token: str = Field(description='"JWT <token>"')
+    user: dict[str, Any]
+
+
+class ProjectOut(BaseModel):
+    id_: str = Field(alias="_id")
+    id: str
+    name: str
+    createdAt: str  # noqa: N815
+    settings: dict[str, Any]
+    role: str
+
+
+class SecretOut(BaseModel):
+    jwtSecret: str  # noqa: N815
+
+
+class ApiKeyOut(BaseModel):
+    id: str
+    name: str
+    roles: list[str]
+    expiresAt: str | None  # noqa: N815
+    createdAt: str  # noqa: N815
+    lastUsedAt: str | None  # noqa: N815
+    revoked: bool
+    key: str | None = Field(default=None, description="Only in the answer that creates the key")
+
+
+class CustomerSettingsOut(BaseModel):
+    data: dict[str, Any] = Field(description='{"type": "customer_settings", "attributes": {"secret": "..."}}')
+
+
+class EndUserOut(BaseModel):
+    id_: str = Field(alias="_id")
+    externalId: str | None  # noqa: N815
+    email: str | None
+    firstname: str | None
+    lastname: str | None
+    fullName: str  # noqa: N815
+    anonymous: bool
+    createdVia: str  # noqa: N815
+    metadata: dict[str, Any]
+    createdAt: str  # noqa: N815
+    lastSeenAt: str | None  # noqa: N815
+
+
+class EndUserLoginOut(BaseModel):
+    success: bool
+    token: str = Field(description='"JWT <token>"')
+    user: EndUserOut
+    created: bool | None = Field(default=None, description="External auth code exchange only")
+    merged_conversations: int
+
+
+class MeOut(BaseModel):
+    loggedIn: bool  # noqa: N815
+    user: EndUserOut | None
+
+
+class UserListOut(BaseModel):
+    users: list[EndUserOut]
+    seats: dict[str, int | None]
+    next_cursor: str | None
+
+
+class AuditEventOut(BaseModel):
+    id: str
+    at: str
+    action: str
+    actorType: str | None  # noqa: N815
+    actorId: str | None  # noqa: N815
+    subjectId: str | None  # noqa: N815
+    ip: str | None
+    reason: str | None
+    details: dict[str, Any]
+
+
+class AuditListOut(BaseModel):
+    events: list[AuditEventOut]
+    next_cursor: str | None
+
+
+class HealthOut(BaseModel):
+    status: str

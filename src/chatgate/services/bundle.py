@@ -1,0 +1,38 @@
+"""All services, wired from one context."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from chatgate.services.context import ServiceContext
+from chatgate.services.directory import DirectoryService
+from chatgate.services.end_user_auth import EndUserAuthService
+from chatgate.services.keys import KeyService
+from chatgate.services.projects import ProjectService
+from chatgate.services.sessions import SessionService
+from chatgate.services.staff import StaffService
+
+
+@dataclass(frozen=True)
+class Services:
+    ctx: ServiceContext
+    sessions: SessionService
+    staff: StaffService
+    projects: ProjectService
+    keys: KeyService
+    end_users: EndUserAuthService
+    directory: DirectoryService
+
+    @classmethod
+    def build(cls, ctx: ServiceContext) -> Services:
+        sessions = SessionService(ctx)
+        keys = KeyService(ctx)
+        return cls(
+            ctx=ctx,
+            sessions=sessions,
+            staff=StaffService(ctx, sessions),
+            projects=ProjectService(ctx),
+            keys=keys,
+            end_users=EndUserAuthService(ctx, sessions, keys),
+            directory=DirectoryService(ctx),
+        )

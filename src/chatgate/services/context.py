@@ -1,0 +1,86 @@
+"""What every service needs, built once by ``app.create_app``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from chatgate.crypto.passwords import PasswordHasherPool
+from chatgate.crypto.secrets import SecretBox
+from chatgate.crypto.tokens import SessionTokenCodec
+from chatgate.domain.ids import new_id
+from chatgate.domain.models import AuditEvent, SessionKind
+from chatgate.ratelimit import RateLimiter
+from chatgate.settings import Settings
+from chatgate.storage.database import Database
+from chatgate.storage.repositories import Store
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class ServiceContext:
+    settings: Settings
+    db: Database
+    passwords: PasswordHasherPool
+    session_codec: SessionTokenCodec
+    secret_box: SecretBox
+    limiter: RateLimiter
+    clock: Callable[[], datetime] = utc_now
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling, as proven by a live session."""
+
+    kind: SessionKind
+    session_id: str
+    subject_id: str
+    project_id: str | None
+
+    @property
+    def is_staff(self) -> bool:
+        return self.kind is SessionKind.STAFF
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Where a request came from, for throttles and the audit log."""
+
+    ip: str
+    principal: Principal | None = None
+
+
+def audit(
+    store: Store,
+    now: datetime,
+    action: str,
+    *,
+    caller: Caller | None = None,
+    project_id: str | None = None,
+    subject_id: str | None = None,
+    reason: str | None = None,
+    actor: tuple[str, str] | None = None,
+    **details: Any,
+) -> None:
+    """Write one audit row in the caller's transaction. Never pass tokens or secrets."""
+    if actor is None and caller is not None and caller.principal is not None:
+        actor = (caller.principal.kind.value, caller.principal.subject_id)
+    store.audit.add(
+        AuditEvent(
+            id=new_id(),
+            at=now,
+            action=action,
+            project_id=project_id,
+            actor_type=actor[0] if actor else None,
+            actor_id=actor[1] if actor else None,
+            subject_id=subject_id,
+            ip=caller.ip if caller else None,
+            reason=reason,
+            details=details,
+        )
+    )

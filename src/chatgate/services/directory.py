@@ -1,0 +1,78 @@
+"""What staff can see of a project: its end users, seats and audit log."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from chatgate.domain.ids import looks_like_id
+from chatgate.domain.models import AuditEvent, CreatedVia, EndUser, Role
+from chatgate.errors import UserNotFound
+from chatgate.services.context import Caller, ServiceContext
+from chatgate.services.projects import effective_settings, require_role
+
+MAX_PAGE = 200
+
+
+@dataclass(frozen=True)
+class UserPage:
+    users: list[EndUser]
+    seats_used: int
+    seat_limit: int | None
+    next_cursor: str | None
+
+
+@dataclass(frozen=True)
+class AuditPage:
+    events: list[AuditEvent]
+    next_cursor: str | None
+
+
+class DirectoryService:
+    def __init__(self, ctx: ServiceContext) -> None:
+        self.ctx = ctx
+
+    def list_users(
+        self,
+        project_id: str,
+        caller: Caller,
+        *,
+        created_via: CreatedVia | None,
+        query: str | None,
+        limit: int,
+        cursor: str | None,
+    ) -> UserPage:
+        limit = max(1, min(limit, MAX_PAGE))
+        after = cursor if cursor and looks_like_id(cursor) else None
+        with self.ctx.db.read() as store:
+            project = require_role(store, project_id, caller)
+            # One extra row tells whether another page follows.
+            users = store.end_users.page(project_id, created_via=created_via, query=query, limit=limit + 1,
+                                         after=after)
+            used = store.projects.seats_used(project_id)
+        more = len(users) > limit
+        users = users[:limit]
+        return UserPage(
+            users, used, effective_settings(project)["seat_limit"], users[-1].id if more and users else None
+        )
+
+    def get_user(self, project_id: str, user_ref: str, caller: Caller) -> EndUser:
+        """A user by Chatgate ``_id`` or by the customer's ``externalId``."""
+        with self.ctx.db.read() as store:
+            require_role(store, project_id, caller)
+            user = store.end_users.get(project_id, user_ref)
+        if user is None:
+            raise UserNotFound()
+        return user
+
+    def audit_log(
+        self, project_id: str, caller: Caller, *, action: str | None, limit: int, cursor: str | None
+    ) -> AuditPage:
+        """Newest first. Owners only: it shows who did what to the project's keys."""
+        limit = max(1, min(limit, MAX_PAGE))
+        before = cursor if cursor and looks_like_id(cursor) else None
+        with self.ctx.db.read() as store:
+            require_role(store, project_id, caller, frozenset({Role.OWNER}))
+            events = store.audit.page(project_id, action=action, limit=limit + 1, before=before)
+        more = len(events) > limit
+        events = events[:limit]
+        return AuditPage(events, events[-1].id if more and events else None)

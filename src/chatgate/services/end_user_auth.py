@@ -1,0 +1,341 @@
+"""Every way an end user gets in (contract §4): anonymous, custom token,
+external auth code, customer login and email — and what they share: verify,
+find or create within the seat limit, merge the visitor, open a session."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from chatgate.crypto import tokens
+from chatgate.crypto.compact import unverified_claims
+from chatgate.domain import dialects
+from chatgate.domain.audit import AuditAction
+from chatgate.domain.identity import Lookup
+from chatgate.domain.ids import looks_like_id, new_id
+from chatgate.domain.models import CreatedVia, EndUser, NewEndUser, Project, SessionKind
+from chatgate.domain.password_policy import password_problem
+from chatgate.errors import (
+    AuthMethodDisabled,
+    DomainError,
+    EmailTaken,
+    IdentityConflict,
+    InvalidCredentials,
+    NotAuthenticated,
+    ProjectNotFound,
+    SeatLimitReached,
+    TokenRejected,
+    UserNotFound,
+    ValidationFailed,
+)
+from chatgate.services.context import Caller, ServiceContext, audit
+from chatgate.services.keys import KeyService
+from chatgate.services.projects import effective_settings
+from chatgate.services.sessions import SessionService
+from chatgate.storage.repositories import Store
+
+
+@dataclass(frozen=True)
+class EndUserLogin:
+    user: EndUser
+    token: str
+    created: bool
+    merged_conversations: int
+
+
+@dataclass(frozen=True)
+class _Attempt:
+    """One login about to be written: who to find, what to create, what to consume."""
+
+    project: Project
+    claim: dialects.LoginClaim
+    method: str  # audit label
+    anonymous_token: str | None
+
+
+class EndUserAuthService:
+    def __init__(self, ctx: ServiceContext, sessions: SessionService, keys: KeyService) -> None:
+        self.ctx = ctx
+        self.sessions = sessions
+        self.keys = keys
+
+    # -- the ways in -------------------------------------------------------
+
+    def sign_in_anonymously(
+        self, project_id: str, firstname: str | None, lastname: str | None, caller: Caller
+    ) -> EndUserLogin:
+        project = self._project(project_id)
+        self._require_method(project, "anonymous")
+        self.ctx.limiter.hit("anonymous_ip", caller.ip)
+        visitor = NewEndUser(CreatedVia.ANONYMOUS, firstname=firstname, lastname=lastname, anonymous=True)
+        now = self.ctx.clock()
+        with self.ctx.db.write() as store:
+            user_id = new_id()
+            store.end_users.add_if_absent(user_id, project.id, visitor, now)
+            user = store.end_users.by_id(user_id)
+            assert user is not None
+            opened = self.sessions.open(store, SessionKind.END_USER, user.id, project.id, now)
+            audit(store, now, AuditAction.USER_CREATED, caller=caller, project_id=project.id,
+                  subject_id=user.id, via=CreatedVia.ANONYMOUS.value)
+        return EndUserLogin(user, opened.token, True, 0)
+
+    def sign_in_with_custom_token(self, token: str, caller: Caller, anonymous_token: str | None) -> EndUserLogin:
+        """Tiledesk: the project is the one the token's ``aud`` names."""
+        try:
+            project = self._project_for_audience(unverified_claims(token))
+        except TokenRejected as rejection:
+            self._record_rejection(None, rejection, caller, "custom_token")
+            raise
+        self._require_method(project, "external_jwt")
+        claim = self._verify(project, token, caller, "custom_token", lambda claims, _now: dialects.custom_token(claims))
+        return self._log_in(_Attempt(project, claim, "custom_token", anonymous_token), caller)
+
+    def exchange_external_code(
+        self, project_id: str, code: str, caller: Caller, anonymous_token: str | None
+    ) -> EndUserLogin:
+        """TypingMind ``externalAuthCode``, from a link, the widget or an API call."""
+        project = self._project(project_id)
+        self._require_method(project, "external_jwt")
+        claim = self._verify(
+            project, code, caller, "external_auth_code", lambda claims, _now: dialects.external_auth_code(claims)
+        )
+        return self._log_in(_Attempt(project, claim, "external_auth_code", anonymous_token), caller)
+
+    def customer_login(self, project_id: str, jwt: str, caller: Caller, anonymous_token: str | None) -> EndUserLogin:
+        """Kustomer ``login({jwtToken})``: fresh ``iat`` required, email wins over externalId."""
+        project = self._project(project_id)
+        self._require_method(project, "external_jwt")
+        settings = effective_settings(project)
+
+        def read(claims: dict[str, Any], now: float) -> dialects.LoginClaim:
+            return dialects.customer_login(
+                claims, now, settings["max_token_age_seconds"], settings["leeway_seconds"]
+            )
+
+        claim = self._verify(project, jwt, caller, "customer_login", read)
+        return self._log_in(_Attempt(project, claim, "customer_login", anonymous_token), caller)
+
+    def email_sign_up(
+        self,
+        project_id: str,
+        email: str,
+        password: str,
+        firstname: str | None,
+        lastname: str | None,
+        caller: Caller,
+        anonymous_token: str | None,
+    ) -> EndUserLogin:
+        project = self._project(project_id)
+        self._require_method(project, "email")
+        problem = password_problem(password)
+        if problem:
+            raise ValidationFailed({"password": problem})
+        self.ctx.limiter.hit("signup_ip", caller.ip)
+        with self.ctx.db.read() as store:
+            if store.end_users.email_owner(project.id, email) is not None:
+                raise EmailTaken()
+        profile = NewEndUser(
+            CreatedVia.EMAIL,
+            email=email,
+            firstname=firstname,
+            lastname=lastname,
+            password_hash=self.ctx.passwords.hash(password),
+        )
+        claim = dialects.LoginClaim(Lookup("email", email), profile)
+        try:
+            login = self._log_in(_Attempt(project, claim, "email_signup", anonymous_token), caller, must_create=True)
+        except IdentityConflict as exc:
+            raise EmailTaken() from exc
+        return login
+
+    def email_sign_in(
+        self, project_id: str, email: str, password: str, caller: Caller, anonymous_token: str | None
+    ) -> EndUserLogin:
+        project = self._project(project_id)
+        self._require_method(project, "email")
+        self.ctx.limiter.hit("signin_ip", caller.ip)
+        self.ctx.limiter.hit("signin_account", f"{project.id}:{email}:{caller.ip}")
+        with self.ctx.db.read() as store:
+            user = store.end_users.find(project.id, Lookup("email", email))
+        stored_hash = user.password_hash if user else None
+        if not self.ctx.passwords.verify(stored_hash, password) or user is None:
+            now = self.ctx.clock()
+            with self.ctx.db.write() as store:
+                audit(store, now, AuditAction.USER_SIGNIN_FAILED, caller=caller, project_id=project.id,
+                      subject_id=user.id if user else None, reason="invalid_credentials", method="email")
+            raise InvalidCredentials()
+        claim = dialects.LoginClaim(Lookup("email", email), None)
+        return self._log_in(_Attempt(project, claim, "email", anonymous_token), caller)
+
+    def me(self, caller: Caller, project_id: str) -> EndUser:
+        principal = caller.principal
+        if principal is None or principal.is_staff or principal.project_id != project_id:
+            raise NotAuthenticated("Send an end-user session of this project.")
+        with self.ctx.db.read() as store:
+            user = store.end_users.by_id(principal.subject_id)
+        if user is None:
+            raise NotAuthenticated()
+        return user
+
+    # -- shared steps ------------------------------------------------------
+
+    def _project(self, project_id: str) -> Project:
+        with self.ctx.db.read() as store:
+            project = store.projects.get(project_id) if looks_like_id(project_id) else None
+        if project is None:
+            raise ProjectNotFound()
+        return project
+
+    @staticmethod
+    def _require_method(project: Project, method: str) -> None:
+        if not effective_settings(project)["auth_methods"].get(method, False):
+            raise AuthMethodDisabled()
+
+    def _project_for_audience(self, claims: dict[str, Any]) -> Project:
+        own_prefix = f"{self.ctx.settings.public_url}/projects/"
+        found: dict[str, Project] = {}
+        with self.ctx.db.read() as store:
+            for aud in dialects.audiences(claims):
+                project_id: str | None = None
+                if aud.startswith(own_prefix) and looks_like_id(aud[len(own_prefix):]):
+                    project_id = aud[len(own_prefix):]
+                else:
+                    project_id = store.projects.for_audience(aud)
+                project = store.projects.get(project_id) if project_id else None
+                if project is not None:
+                    found[project.id] = project
+        if len(found) != 1:
+            raise TokenRejected("wrong_audience", "aud must name exactly one project of this server.")
+        return next(iter(found.values()))
+
+    def _verify(
+        self,
+        project: Project,
+        token: str,
+        caller: Caller,
+        method: str,
+        dialect: Callable[[dict[str, Any], float], dialects.LoginClaim],
+    ) -> dialects.LoginClaim:
+        settings = effective_settings(project)
+        now = self.ctx.clock().timestamp()
+        try:
+            key = self.keys.verification_key(project)
+            _header, claims = tokens.verify(token, key)
+            dialects.check_times(
+                claims, now, dialects.TimePolicy(settings["leeway_seconds"], settings["require_exp"])
+            )
+            return dialect(claims, now)
+        except TokenRejected as rejection:
+            self._record_rejection(project.id, rejection, caller, method)
+            raise
+
+    def _record_rejection(self, project_id: str | None, rejection: TokenRejected, caller: Caller, method: str) -> None:
+        now = self.ctx.clock()
+        with self.ctx.db.write() as store:
+            audit(store, now, AuditAction.TOKEN_REJECTED, caller=caller, project_id=project_id,
+                  reason=rejection.reason, method=method)
+
+    def _log_in(self, attempt: _Attempt, caller: Caller, must_create: bool = False) -> EndUserLogin:
+        """Find or create the user, consume the jti, merge the visitor and open a session: one transaction."""
+        project, claim = attempt.project, attempt.claim
+        now = self.ctx.clock()
+        try:
+            with self.ctx.db.write() as store:
+                if claim.jti is not None and not store.token_ids.consume(
+                    project.id, claim.jti, _utc(claim.expires_at)
+                ):
+                    raise TokenRejected("replayed", "This token has already been used.")
+                user = None if must_create else store.end_users.find(project.id, claim.lookup)
+                created = False
+                if user is None:
+                    user, created = self._provision(store, project, claim, caller, now)
+                else:
+                    self._refresh(store, user, claim.new_user, now)
+                merged = self._merge_visitor(store, project, user, attempt.anonymous_token, caller, now)
+                opened = self.sessions.open(store, SessionKind.END_USER, user.id, project.id, now)
+                audit(store, now, AuditAction.USER_SIGNIN_SUCCEEDED, caller=caller, project_id=project.id,
+                      subject_id=user.id, actor=("end_user", user.id), method=attempt.method, created=created)
+        except DomainError as refusal:
+            self._record_refusal(project.id, refusal, caller, attempt.method)
+            raise
+        return EndUserLogin(user, opened.token, created, merged)
+
+    def _provision(
+        self, store: Store, project: Project, claim: dialects.LoginClaim, caller: Caller, now: datetime
+    ) -> tuple[EndUser, bool]:
+        if claim.new_user is None:
+            raise UserNotFound()
+        user_id = new_id()
+        if not store.end_users.add_if_absent(user_id, project.id, claim.new_user, now):
+            # Someone else holds a unique key: the same user logging in at the
+            # same moment (use theirs), or another user with this email.
+            existing = store.end_users.find(project.id, claim.lookup)
+            if existing is None:
+                raise IdentityConflict()
+            return existing, False
+        if not store.projects.take_seat(project.id, effective_settings(project)["seat_limit"]):
+            raise SeatLimitReached()
+        user = store.end_users.by_id(user_id)
+        assert user is not None
+        audit(store, now, AuditAction.USER_CREATED, caller=caller, project_id=project.id, subject_id=user.id,
+              via=claim.new_user.created_via.value)
+        return user, True
+
+    @staticmethod
+    def _refresh(store: Store, user: EndUser, profile: NewEndUser | None, now: datetime) -> None:
+        """Note the visit; take new names and metadata from the token when they changed."""
+        changes: dict[str, Any] = {}
+        if profile is not None:
+            if profile.firstname and profile.firstname != user.firstname:
+                changes["firstname"] = profile.firstname
+            if profile.lastname and profile.lastname != user.lastname:
+                changes["lastname"] = profile.lastname
+            if profile.metadata and profile.metadata != user.metadata:
+                changes["metadata"] = profile.metadata
+        store.end_users.seen(user.id, now, changes)
+
+    def _merge_visitor(
+        self, store: Store, project: Project, user: EndUser, anonymous_token: str | None, caller: Caller, now: datetime
+    ) -> int:
+        """Fold the anonymous visitor behind ``anonymous_token`` into ``user`` (same project only).
+
+        A token that is not a live anonymous session of this project is ignored:
+        the login itself stands, nothing is merged.
+        """
+        if not anonymous_token:
+            return 0
+        session = self.sessions.live_session(store, anonymous_token)
+        if session is None or session.kind is not SessionKind.END_USER or session.project_id != project.id:
+            return 0
+        visitor = store.end_users.by_id(session.subject_id)
+        if visitor is None or not visitor.anonymous or visitor.id == user.id:
+            return 0
+        # Conversations arrive with contract §5; until then a visitor owns none.
+        moved = 0
+        store.sessions.revoke_subject(visitor.id, now)
+        store.end_users.mark_merged(visitor.id, user.id)
+        audit(store, now, AuditAction.VISITOR_MERGED, caller=caller, project_id=project.id, subject_id=user.id,
+              visitor=visitor.id, conversations=moved)
+        return moved
+
+    def _record_refusal(self, project_id: str, refusal: DomainError, caller: Caller, method: str) -> None:
+        now = self.ctx.clock()
+        action = {
+            TokenRejected: AuditAction.TOKEN_REJECTED,
+            SeatLimitReached: AuditAction.SEAT_LIMIT_REACHED,
+        }.get(type(refusal), AuditAction.USER_SIGNIN_FAILED)
+        reason = refusal.reason if isinstance(refusal, TokenRejected) else refusal.code
+        with self.ctx.db.write() as store:
+            audit(store, now, action, caller=caller, project_id=project_id, reason=reason, method=method)
+
+
+def _utc(timestamp: float | None) -> datetime | None:
+    """When a consumed jti may be forgotten; None (keep) for absent or absurd ``exp``."""
+    if timestamp is None:
+        return None
+    try:
+        return datetime.fromtimestamp(timestamp, UTC)
+    except (OverflowError, OSError, ValueError):
+        return None

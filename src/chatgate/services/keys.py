@@ -1,0 +1,122 @@
+"""Project signing secrets and API keys (contract §3)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from chatgate.crypto.secrets import api_key_prefix, hash_api_key, new_api_key, new_signing_secret, same_hash
+from chatgate.crypto.tokens import VerificationKey
+from chatgate.domain.audit import AuditAction
+from chatgate.domain.ids import new_id
+from chatgate.domain.models import API_KEY_ROLES, ApiKey, Project, Role
+from chatgate.errors import ApiKeyNotFound, Forbidden, InvalidApiKey, TokenRejected
+from chatgate.services.context import Caller, ServiceContext, audit
+from chatgate.services.projects import require_role
+from chatgate.storage.repositories import Store
+
+# Kustomer's rule: reading the chat secret takes a key with both roles.
+SECRET_READER_ROLES = frozenset({"org.admin", "org.user"})
+
+
+@dataclass(frozen=True)
+class CreatedApiKey:
+    api_key: ApiKey
+    key: str
+
+
+class KeyService:
+    def __init__(self, ctx: ServiceContext) -> None:
+        self.ctx = ctx
+
+    # -- signing secrets ---------------------------------------------------
+
+    def generate_signing_secret(self, project_id: str, caller: Caller) -> str:
+        now = self.ctx.clock()
+        with self.ctx.db.write() as store:
+            require_role(store, project_id, caller)
+            return self._rotate(store, project_id, now, caller)
+
+    def _rotate(self, store: Store, project_id: str, now: datetime, caller: Caller) -> str:
+        secret = new_signing_secret()
+        store.projects.set_secret(project_id, self.ctx.secret_box.seal(project_id, secret), now)
+        audit(store, now, AuditAction.SIGNING_KEY_GENERATED, caller=caller, project_id=project_id)
+        return secret
+
+    def verification_key(self, project: Project) -> VerificationKey:
+        """The one key (and so the one algorithm) customer tokens of this project must use."""
+        if project.secret_ciphertext is None:
+            raise TokenRejected("unknown_key", "This project has no signing secret yet.")
+        secret = self.ctx.secret_box.open(project.id, project.secret_ciphertext)
+        return VerificationKey.hmac(secret.encode(), "HS256")
+
+    # -- API keys ----------------------------------------------------------
+
+    def create_api_key(
+        self, project_id: str, name: str, roles: list[str], expires_in_days: int | None, caller: Caller
+    ) -> CreatedApiKey:
+        now = self.ctx.clock()
+        made = new_api_key()
+        expires = now + timedelta(days=expires_in_days) if expires_in_days is not None else None
+        api_key = ApiKey(
+            new_id(), project_id, name, tuple(sorted(set(roles))), made.prefix, made.key_hash, now, expires
+        )
+        with self.ctx.db.write() as store:
+            require_role(store, project_id, caller)
+            store.api_keys.add(api_key)
+            audit(store, now, AuditAction.API_KEY_CREATED, caller=caller, project_id=project_id,
+                  subject_id=api_key.id, name=name, roles=list(api_key.roles))
+        return CreatedApiKey(api_key, made.key)
+
+    def list_api_keys(self, project_id: str, caller: Caller) -> list[ApiKey]:
+        with self.ctx.db.read() as store:
+            require_role(store, project_id, caller)
+            return store.api_keys.for_project(project_id)
+
+    def revoke_api_key(self, project_id: str, key_id: str, caller: Caller) -> None:
+        now = self.ctx.clock()
+        with self.ctx.db.write() as store:
+            require_role(store, project_id, caller)
+            if not store.api_keys.revoke(project_id, key_id, now):
+                raise ApiKeyNotFound()
+            audit(store, now, AuditAction.API_KEY_REVOKED, caller=caller, project_id=project_id, subject_id=key_id)
+
+    def customer_settings_secret(self, presented_key: str, caller: Caller) -> str:
+        """Kustomer's ``GET /v1/auth/customer/settings``: the signing secret, for a key with both roles."""
+        now = self.ctx.clock()
+        prefix = api_key_prefix(presented_key)
+        with self.ctx.db.write() as store:
+            api_key = store.api_keys.by_prefix(prefix) if prefix else None
+            if (
+                api_key is None
+                or not same_hash(api_key.key_hash, hash_api_key(presented_key))
+                or api_key.revoked_at is not None
+                or (api_key.expires_at is not None and api_key.expires_at <= now)
+            ):
+                raise InvalidApiKey()
+            if not SECRET_READER_ROLES <= set(api_key.roles):
+                audit(store, now, AuditAction.API_KEY_REJECTED, caller=caller, project_id=api_key.project_id,
+                      subject_id=api_key.id, reason="insufficient_role", actor=("api_key", api_key.id))
+                forbidden = True
+            else:
+                forbidden = False
+                store.api_keys.used(api_key.id, now)
+                project = store.projects.get(api_key.project_id)
+                assert project is not None
+                actor_caller = Caller(caller.ip)
+                if project.secret_ciphertext is None:
+                    secret = self._rotate(store, project.id, now, actor_caller)
+                else:
+                    secret = self.ctx.secret_box.open(project.id, project.secret_ciphertext)
+                audit(store, now, AuditAction.SECRET_READ, caller=actor_caller, project_id=project.id,
+                      subject_id=api_key.id, actor=("api_key", api_key.id))
+        if forbidden:
+            raise Forbidden("This API key needs both the org.admin and org.user roles.")
+        return secret
+
+
+def valid_roles(roles: list[str]) -> bool:
+    return bool(roles) and set(roles) <= API_KEY_ROLES
+
+
+__all__ = ["KeyService", "Role", "valid_roles"]

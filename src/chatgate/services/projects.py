@@ -1,0 +1,115 @@
+"""Projects: creation, membership and settings (contract §2)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chatgate.domain import project_settings
+from chatgate.domain.audit import AuditAction
+from chatgate.domain.ids import looks_like_id, new_id
+from chatgate.domain.models import Project, Role, SessionKind
+from chatgate.errors import (
+    AudienceTaken,
+    Forbidden,
+    InsufficientRole,
+    NotAuthenticated,
+    ProjectNotFound,
+    UserNotFound,
+)
+from chatgate.services.context import Caller, Principal, ServiceContext, audit
+from chatgate.storage.repositories import Store
+
+MANAGERS = frozenset({Role.OWNER, Role.ADMIN})
+
+
+def staff_id_of(caller: Caller) -> str:
+    principal = caller.principal
+    if principal is None:
+        raise NotAuthenticated()
+    if principal.kind is not SessionKind.STAFF:
+        raise Forbidden("This needs a staff session, not an end-user session.")
+    return principal.subject_id
+
+
+def require_role(store: Store, project_id: str, caller: Caller, roles: frozenset[Role] = MANAGERS) -> Project:
+    """The project, if the calling staff member holds one of ``roles`` in it.
+
+    Projects the caller is not a member of answer 404, so ids cannot be probed.
+    """
+    staff_id = staff_id_of(caller)
+    project = store.projects.get(project_id) if looks_like_id(project_id) else None
+    membership = store.projects.membership(project_id, staff_id) if project else None
+    if project is None or membership is None:
+        raise ProjectNotFound()
+    if membership.role not in roles:
+        raise InsufficientRole()
+    return project
+
+
+class ProjectService:
+    def __init__(self, ctx: ServiceContext) -> None:
+        self.ctx = ctx
+
+    def create(self, name: str, caller: Caller) -> tuple[Project, Role]:
+        staff_id = staff_id_of(caller)
+        now = self.ctx.clock()
+        project = Project(new_id(), name, now, project_settings.default_settings())
+        with self.ctx.db.write() as store:
+            store.projects.add(project, staff_id, now)
+            audit(store, now, AuditAction.PROJECT_CREATED, caller=caller, project_id=project.id, name=name)
+        return project, Role.OWNER
+
+    def list_mine(self, caller: Caller) -> list[tuple[Project, Role]]:
+        staff_id = staff_id_of(caller)
+        with self.ctx.db.read() as store:
+            return store.projects.for_staff(staff_id)
+
+    def get(self, project_id: str, caller: Caller) -> tuple[Project, Role]:
+        with self.ctx.db.read() as store:
+            project = require_role(store, project_id, caller)
+            membership = store.projects.membership(project_id, staff_id_of(caller))
+        assert membership is not None
+        return project, membership.role
+
+    def update(self, project_id: str, caller: Caller, *, name: str | None, settings: Any) -> tuple[Project, Role]:
+        now = self.ctx.clock()
+        with self.ctx.db.write() as store:
+            project = require_role(store, project_id, caller)
+            new_settings = (
+                project_settings.apply_change(project.settings, settings)
+                if settings is not None
+                else project_settings.with_defaults(project.settings)
+            )
+            old_audiences = project_settings.with_defaults(project.settings)["accepted_audiences"]
+            if new_settings["accepted_audiences"] != old_audiences and not store.projects.replace_audiences(
+                project_id, new_settings["accepted_audiences"]
+            ):
+                raise AudienceTaken()
+            store.projects.update(project_id, now, name=name, settings=new_settings)
+            changed = sorted(settings.keys()) if isinstance(settings, dict) else []
+            audit(store, now, AuditAction.PROJECT_SETTINGS_CHANGED, caller=caller, project_id=project_id,
+                  changed=changed + (["name"] if name is not None else []))
+            membership = store.projects.membership(project_id, staff_id_of(caller))
+            updated = store.projects.get(project_id)
+        assert updated is not None and membership is not None
+        return updated, membership.role
+
+    def add_member(self, project_id: str, email: str, role: Role, caller: Caller) -> str:
+        """Give an existing staff account a role in the project (owners only)."""
+        now = self.ctx.clock()
+        with self.ctx.db.write() as store:
+            require_role(store, project_id, caller, frozenset({Role.OWNER}))
+            account = store.staff.by_email(email)
+            if account is None:
+                raise UserNotFound("No staff account has this email; they must sign up first.")
+            store.projects.add_member(project_id, account.id, role, now)
+            audit(store, now, AuditAction.PROJECT_MEMBER_ADDED, caller=caller, project_id=project_id,
+                  subject_id=account.id, role=role.value)
+        return account.id
+
+
+def effective_settings(project: Project) -> dict[str, Any]:
+    return project_settings.with_defaults(project.settings)
+
+
+__all__ = ["MANAGERS", "Principal", "ProjectService", "effective_settings", "require_role"]

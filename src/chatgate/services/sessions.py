@@ -1,0 +1,89 @@
+"""Sessions: issue a token bound to a stored session, recognise it, end it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from chatgate.domain.audit import AuditAction
+from chatgate.domain.ids import new_id
+from chatgate.domain.models import Session, SessionKind
+from chatgate.errors import NotAuthenticated, TokenRejected
+from chatgate.services.context import Caller, Principal, ServiceContext, audit
+from chatgate.storage.repositories import Store
+
+
+@dataclass(frozen=True)
+class OpenedSession:
+    session: Session
+    token: str
+
+
+class SessionService:
+    def __init__(self, ctx: ServiceContext) -> None:
+        self.ctx = ctx
+
+    def open(
+        self, store: Store, kind: SessionKind, subject_id: str, project_id: str | None, now: datetime
+    ) -> OpenedSession:
+        """Store a session and sign a token naming it, inside the caller's transaction."""
+        settings = self.ctx.settings
+        ttl = settings.staff_session_ttl_seconds if kind is SessionKind.STAFF else settings.session_ttl_seconds
+        session = Session(new_id(), kind, project_id, subject_id, now, now + timedelta(seconds=ttl))
+        claims: dict[str, object] = {
+            "sid": session.id,
+            "sub": subject_id,
+            "knd": kind.value,
+            "iat": int(now.timestamp()),
+            "exp": int(session.expires_at.timestamp()),
+        }
+        if project_id is not None:
+            claims["pid"] = project_id
+        store.sessions.add(session)
+        return OpenedSession(session, self.ctx.session_codec.issue(claims))
+
+    def peek(self, token: str) -> dict[str, object] | None:
+        """The claims of a well-signed, unexpired session token, without the storage check."""
+        try:
+            return self.ctx.session_codec.read(token, self.ctx.clock().timestamp())
+        except TokenRejected:
+            return None
+
+    def live_session(self, store: Store, token: str) -> Session | None:
+        claims = self.peek(token)
+        if claims is None:
+            return None
+        session = store.sessions.get(str(claims.get("sid")))
+        now = self.ctx.clock()
+        if (
+            session is None
+            or session.revoked_at is not None
+            or session.expires_at <= now
+            or session.subject_id != claims.get("sub")
+        ):
+            return None
+        return session
+
+    def authenticate(self, token: str) -> Principal:
+        """The principal behind a session token; revoked or expired sessions are refused at once."""
+        with self.ctx.db.read() as store:
+            session = self.live_session(store, token)
+        if session is None:
+            raise NotAuthenticated("The session token is invalid, expired or signed out.")
+        return Principal(session.kind, session.id, session.subject_id, session.project_id)
+
+    def logout(self, caller: Caller) -> None:
+        principal = caller.principal
+        if principal is None:
+            raise NotAuthenticated()
+        now = self.ctx.clock()
+        with self.ctx.db.write() as store:
+            store.sessions.revoke(principal.session_id, now)
+            audit(
+                store,
+                now,
+                AuditAction.SESSION_ENDED,
+                caller=caller,
+                project_id=principal.project_id,
+                subject_id=principal.subject_id,
+            )

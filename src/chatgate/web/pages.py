@@ -1,0 +1,88 @@
+"""The chat page (``/`` and ``/p/{pid}/``), the widget script and static files.
+
+The page never acts on the code during the GET: its script exchanges the code
+with a POST and removes it from the address bar.
+"""
+
+from __future__ import annotations
+
+import html
+from importlib import resources
+from string import Template
+
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from chatgate.domain.ids import looks_like_id
+from chatgate.domain.models import Project
+from chatgate.http.requests import blocking
+from chatgate.services.bundle import Services
+
+STATIC = resources.files("chatgate.web") / "static"
+
+# No inline scripts, nothing from other origins; the page may be framed (the widget).
+PAGE_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; frame-ancestors *; base-uri 'none'; form-action 'self'",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+    "X-Content-Type-Options": "nosniff",
+}
+
+
+def _template(name: str) -> Template:
+    return Template((STATIC / name).read_text(encoding="utf-8"))
+
+
+def routes(services: Services) -> list[BaseRoute]:
+    chat = _template("chat.html")
+    notice = _template("notice.html")
+    widget = (STATIC / "widget.js").read_bytes()
+
+    def find_project(project_id: str | None) -> Project | None:
+        with services.ctx.db.read() as store:
+            if project_id is None:
+                configured = services.ctx.settings.default_project
+                return store.projects.get(configured) if configured else store.projects.oldest()
+            return store.projects.get(project_id) if looks_like_id(project_id) else None
+
+    def notice_page(status: int, code: str, title: str, text: str) -> HTMLResponse:
+        body = notice.substitute(code=html.escape(code), title=html.escape(title), text=html.escape(text))
+        return HTMLResponse(body, status_code=status, headers=PAGE_HEADERS)
+
+    async def render(request: Request, project_id: str | None) -> Response:
+        project = await blocking(find_project, project_id)
+        if project is None:
+            if project_id is None:
+                return notice_page(404, "no_project", "Chatgate is running",
+                                   "No project exists yet. Create one with the API (see the README).")
+            return notice_page(404, "project_not_found", "Unknown chat", "This chat does not exist.")
+        body = chat.substitute(
+            title=html.escape(project.name),
+            project_id=html.escape(project.id),
+            body_class="embed" if request.query_params.get("embed") == "1" else "",
+        )
+        return HTMLResponse(body, headers=PAGE_HEADERS)
+
+    async def default_page(request: Request) -> Response:
+        return await render(request, None)
+
+    async def project_page(request: Request) -> Response:
+        return await render(request, request.path_params["pid"])
+
+    async def project_page_slash(request: Request) -> Response:
+        url = request.url
+        return RedirectResponse(url.replace(path=url.path + "/"), status_code=308)
+
+    async def widget_js(_request: Request) -> Response:
+        return Response(widget, media_type="application/javascript",
+                        headers={"Cache-Control": "public, max-age=300", "X-Content-Type-Options": "nosniff"})
+
+    return [
+        Route("/", default_page, methods=["GET"]),
+        Route("/p/{pid}/", project_page, methods=["GET"]),
+        Route("/p/{pid}", project_page_slash, methods=["GET"]),
+        Route("/widget.js", widget_js, methods=["GET"]),
+        Mount("/static", StaticFiles(directory=str(STATIC)), name="static"),
+    ]
