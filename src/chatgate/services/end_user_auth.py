@@ -5,7 +5,7 @@ find or create within the seat limit, merge the visitor, open a session."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -252,7 +252,7 @@ class EndUserAuthService:
                 if user is None:
                     user, created = self._provision(store, project, claim, caller, now)
                 else:
-                    self._refresh(store, user, claim.new_user, now)
+                    user = self._refresh(store, user, claim.new_user, now)
                 merged = self._merge_visitor(store, project, user, attempt.anonymous_token, caller, now)
                 opened = self.sessions.open(store, SessionKind.END_USER, user.id, project.id, now)
                 audit(store, now, AuditAction.USER_SIGNIN_SUCCEEDED, caller=caller, project_id=project.id,
@@ -284,7 +284,7 @@ class EndUserAuthService:
         return user, True
 
     @staticmethod
-    def _refresh(store: Store, user: EndUser, profile: NewEndUser | None, now: datetime) -> None:
+    def _refresh(store: Store, user: EndUser, profile: NewEndUser | None, now: datetime) -> EndUser:
         """Note the visit; take new names and metadata from the token when they changed."""
         changes: dict[str, Any] = {}
         if profile is not None:
@@ -295,6 +295,7 @@ class EndUserAuthService:
             if profile.metadata and profile.metadata != user.metadata:
                 changes["metadata"] = profile.metadata
         store.end_users.seen(user.id, now, changes)
+        return replace(user, last_seen_at=now, **changes)
 
     def _merge_visitor(
         self, store: Store, project: Project, user: EndUser, anonymous_token: str | None, caller: Caller, now: datetime

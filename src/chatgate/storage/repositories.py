@@ -50,8 +50,10 @@ class _Repo:
     def _insert_if_absent(self, table: Table, values: Mapping[str, Any]) -> bool:
         """Insert unless a unique key already holds; True when this call inserted."""
         make = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
-        result = self.conn.execute(make(table).values(**values).on_conflict_do_nothing())
-        return result.rowcount == 1
+        key = next(iter(table.primary_key.columns))
+        # RETURNING, not rowcount: drivers disagree on rowcount for this statement.
+        inserted = self.conn.execute(make(table).values(**values).on_conflict_do_nothing().returning(key))
+        return inserted.first() is not None
 
 
 class StaffRepo(_Repo):
