@@ -21,15 +21,19 @@ def hs256(secret: str, claims: dict[str, Any], headers: dict[str, Any] | None = 
     return pyjwt.encode(claims, secret, algorithm="HS256", headers=headers)
 
 
-def raw_token(header: str | dict[str, Any], payload: str | dict[str, Any], secret: str | bytes | None) -> str:
+def raw_token(
+    header: str | dict[str, Any], payload: bytes | str | dict[str, Any], secret: str | bytes | None
+) -> str:
     """A token built by hand, so it can be anything an attacker can write.
 
     ``header``/``payload`` given as strings are used byte for byte (duplicate
     members, NaN …). ``secret=None`` leaves the signature empty.
     """
     header_text = header if isinstance(header, str) else json.dumps(header)
-    payload_text = payload if isinstance(payload, str) else json.dumps(payload)
-    signing_input = f"{b64(header_text.encode())}.{b64(payload_text.encode())}"
+    if isinstance(payload, dict):
+        payload = json.dumps(payload)
+    payload_bytes = payload.encode() if isinstance(payload, str) else payload
+    signing_input = f"{b64(header_text.encode())}.{b64(payload_bytes)}"
     if secret is None:
         return signing_input + "."
     key = secret.encode() if isinstance(secret, str) else secret
