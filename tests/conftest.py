@@ -25,6 +25,8 @@ import httpx
 import pytest
 from sqlalchemy import Engine, create_engine, text
 
+pytest_plugins = ["browser_fixtures"]
+
 ROOT = Path(__file__).resolve().parent.parent
 POSTGRES_URL = os.environ.get("CHATGATE_TEST_POSTGRES_URL")
 RELAXED_RATES = "signin_account=0/1,signin_ip=0/1,signup_ip=0/1,anonymous_ip=0/1"
