@@ -12,14 +12,17 @@ from typing import Any
 
 import httpx
 import pytest
+
 from conftest import Project, Server, make_project, sign_up_staff, start_server
 
 
-
-
 def chromium_path() -> str | None:
-    for candidate in (os.environ.get("CHATGATE_CHROMIUM"), "/usr/bin/chromium", shutil.which("chromium"),
-                      shutil.which("chromium-browser")):
+    for candidate in (
+        os.environ.get("CHATGATE_CHROMIUM"),
+        "/usr/bin/chromium",
+        shutil.which("chromium"),
+        shutil.which("chromium-browser"),
+    ):
         if candidate and Path(candidate).is_file():
             return candidate
     return None
@@ -35,8 +38,15 @@ def browser() -> Iterator[Any]:
     with sync_playwright() as pw:
         browser = pw.chromium.launch(
             executable_path=path,
-            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
         )
         yield browser
         browser.close()
@@ -70,7 +80,7 @@ def host_site() -> Iterator[Any]:
     pages: dict[str, str] = {}
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        def do_GET(self) -> None:
             body = pages.get(self.path.split("?")[0], "not found").encode()
             self.send_response(200 if self.path.split("?")[0] in pages else 404)
             self.send_header("Content-Type", "text/html; charset=utf-8")

@@ -102,7 +102,9 @@ def start_server(
 def postgres_database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A fresh PostgreSQL database for this test run, dropped afterwards."""
     if not POSTGRES_URL:
-        pytest.skip("PostgreSQL tests need CHATGATE_TEST_POSTGRES_URL (e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test)")
+        pytest.skip(
+            "PostgreSQL tests need CHATGATE_TEST_POSTGRES_URL (e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test)"
+        )
     admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
     name = f"chatgate_test_{secrets.token_hex(4)}"
     with admin.connect() as conn:
@@ -186,7 +188,9 @@ def unique_email(prefix: str = "user") -> str:
 
 def sign_up_staff(api: httpx.Client, prefix: str = "staff") -> Staff:
     email = unique_email(prefix)
-    r = api.post("/v1/auth/signup", json={"email": email, "password": PASSWORD, "firstname": "Ada", "lastname": "Lovelace"})
+    r = api.post(
+        "/v1/auth/signup", json={"email": email, "password": PASSWORD, "firstname": "Ada", "lastname": "Lovelace"}
+    )
     assert r.status_code == 200, r.text
     r = api.post("/v1/auth/signin", json={"email": email, "password": PASSWORD})
     assert r.status_code == 200, r.text

@@ -21,9 +21,7 @@ def hs256(secret: str, claims: dict[str, Any], headers: dict[str, Any] | None = 
     return pyjwt.encode(claims, secret, algorithm="HS256", headers=headers)
 
 
-def raw_token(
-    header: str | dict[str, Any], payload: bytes | str | dict[str, Any], secret: str | bytes | None
-) -> str:
+def raw_token(header: str | dict[str, Any], payload: bytes | str | dict[str, Any], secret: str | bytes | None) -> str:
     """A token built by hand, so it can be anything an attacker can write.
 
     ``header``/``payload`` given as strings are used byte for byte (duplicate

@@ -16,8 +16,12 @@ def main(argv: list[str] | None = None) -> int:
     serve = commands.add_parser("serve", help="migrate the database, then serve HTTP")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--workers", type=int, default=int(os.environ.get("CHATGATE_WORKERS", "1")),
-                       help="server processes (default 1; CHATGATE_WORKERS)")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=int(os.environ.get("CHATGATE_WORKERS", "1")),
+        help="server processes (default 1; CHATGATE_WORKERS)",
+    )
     serve.add_argument("--log-level", default=os.environ.get("CHATGATE_LOG_LEVEL", "info"))
 
     commands.add_parser("migrate", help="create or upgrade the database schema, then exit")

@@ -14,9 +14,7 @@ class SettingsError(ValueError):
     """The environment names something Chatgate cannot run with."""
 
 
-DEFAULT_RATE_RULES = (
-    "signin_account=10/300,signin_ip=60/60,signup_ip=20/3600,anonymous_ip=60/60"
-)
+DEFAULT_RATE_RULES = "signin_account=10/300,signin_ip=60/60,signup_ip=20/3600,anonymous_ip=60/60"
 
 
 @dataclass(frozen=True)
@@ -63,16 +61,10 @@ class Settings:
             session_ttl_seconds=_int(env, "CHATGATE_SESSION_TTL_SECONDS", 30 * 24 * 3600),
             staff_session_ttl_seconds=_int(env, "CHATGATE_STAFF_SESSION_TTL_SECONDS", 7 * 24 * 3600),
             max_body_bytes=_int(env, "CHATGATE_MAX_BODY_BYTES", 64 * 1024),
-            rate_rules=parse_rate_rules(
-                DEFAULT_RATE_RULES + "," + env.get("CHATGATE_RATE_LIMITS", "")
-            ),
-            trusted_proxies=tuple(
-                p.strip() for p in env.get("CHATGATE_TRUSTED_PROXIES", "").split(",") if p.strip()
-            ),
+            rate_rules=parse_rate_rules(DEFAULT_RATE_RULES + "," + env.get("CHATGATE_RATE_LIMITS", "")),
+            trusted_proxies=tuple(p.strip() for p in env.get("CHATGATE_TRUSTED_PROXIES", "").split(",") if p.strip()),
             db_pool_size=_int(env, "CHATGATE_DB_POOL_SIZE", 16),
-            password_hash_concurrency=_int(
-                env, "CHATGATE_PASSWORD_HASH_CONCURRENCY", os.cpu_count() or 2
-            ),
+            password_hash_concurrency=_int(env, "CHATGATE_PASSWORD_HASH_CONCURRENCY", os.cpu_count() or 2),
         )
 
 

@@ -6,6 +6,7 @@ from typing import Any
 
 import httpx
 import pytest
+
 from conftest import Project, Server
 from jwt_tools import hs256, now
 
@@ -22,8 +23,13 @@ def count_users(server: Server, project: Project) -> int:
         return len(api.get(f"/v1/projects/{project.id}/users", headers=project.owner.auth).json()["users"])
 
 
-def test_link_signs_in_removes_the_code_and_keeps_the_session(page: Any, web_server: Server, web_project: Project) -> None:
-    code = hs256(web_project.secret, {"user": {"id": "link-1", "email": "linda@example.com", "firstname": "Linda"}, "exp": now() + 600})
+def test_link_signs_in_removes_the_code_and_keeps_the_session(
+    page: Any, web_server: Server, web_project: Project
+) -> None:
+    code = hs256(
+        web_project.secret,
+        {"user": {"id": "link-1", "email": "linda@example.com", "firstname": "Linda"}, "exp": now() + 600},
+    )
     posts: list[str] = []
     page.on("request", lambda req: posts.append(f"{req.method} {req.url}") if "/auth/" in req.url else None)
     page.goto(f"{web_server.url}/p/{web_project.id}/?externalAuthCode={code}&utm=keep")
@@ -76,7 +82,9 @@ def test_bad_codes_show_a_readable_error_page(page: Any, web_server: Server, web
 def test_over_the_seat_limit_shows_the_seat_error(page: Any, web_server: Server, web_project: Project) -> None:
     with httpx.Client(base_url=web_server.url) as api:
         used = api.get(f"/v1/projects/{web_project.id}/users", headers=web_project.owner.auth).json()["seats"]["used"]
-        api.patch(f"/v1/projects/{web_project.id}", json={"settings": {"seat_limit": used}}, headers=web_project.owner.auth)
+        api.patch(
+            f"/v1/projects/{web_project.id}", json={"settings": {"seat_limit": used}}, headers=web_project.owner.auth
+        )
     try:
         code = hs256(web_project.secret, {"user": {"id": "one-too-many"}})
         page.goto(f"{web_server.url}/p/{web_project.id}/?externalAuthCode={code}")
@@ -86,7 +94,11 @@ def test_over_the_seat_limit_shows_the_seat_error(page: Any, web_server: Server,
         assert len(str(page.text_content("#error-text"))) > 20
     finally:
         with httpx.Client(base_url=web_server.url) as api:
-            api.patch(f"/v1/projects/{web_project.id}", json={"settings": {"seat_limit": None}}, headers=web_project.owner.auth)
+            api.patch(
+                f"/v1/projects/{web_project.id}",
+                json={"settings": {"seat_limit": None}},
+                headers=web_project.owner.auth,
+            )
 
 
 def test_unknown_project_page_is_readable(page: Any, web_server: Server) -> None:
@@ -95,12 +107,17 @@ def test_unknown_project_page_is_readable(page: Any, web_server: Server) -> None
     assert "Unknown chat" in str(page.text_content("#error-title"))
 
 
-def test_widget_signs_the_visitor_in_on_another_site(page: Any, web_server: Server, web_project: Project,
-                                                     host_site: Any) -> None:
+def test_widget_signs_the_visitor_in_on_another_site(
+    page: Any, web_server: Server, web_project: Project, host_site: Any
+) -> None:
     code = hs256(web_project.secret, {"user": {"id": "widget-1", "firstname": "Wendy"}})
-    url = host_site("/shop.html", f"""<!doctype html><html><body><h1>Our shop</h1>
-<script defer data-external-auth-code="{code}" src="{web_server.url}/widget.js" data-project="{web_project.id}"></script>
-</body></html>""")
+    url = host_site(
+        "/shop.html",
+        f"""<!doctype html><html><body><h1>Our shop</h1>
+<script defer data-external-auth-code="{code}" src="{web_server.url}/widget.js"
+        data-project="{web_project.id}"></script>
+</body></html>""",
+    )
     page.goto(url)
     page.click("#chatgate-bubble")
     frame = page.frame_locator("#chatgate-frame")
@@ -110,11 +127,15 @@ def test_widget_signs_the_visitor_in_on_another_site(page: Any, web_server: Serv
     assert src.startswith(f"{web_server.url}/p/{web_project.id}/?embed=1#externalAuthCode=")
 
 
-def test_widget_without_data_project_uses_the_default_project(page: Any, web_server: Server, web_project: Project,
-                                                              host_site: Any) -> None:
+def test_widget_without_data_project_uses_the_default_project(
+    page: Any, web_server: Server, web_project: Project, host_site: Any
+) -> None:
     code = hs256(web_project.secret, {"user": {"id": "widget-2", "firstname": "Dee"}})
-    url = host_site("/blog.html", f"""<!doctype html><html><body>
-<script defer data-external-auth-code="{code}" src="{web_server.url}/widget.js"></script></body></html>""")
+    url = host_site(
+        "/blog.html",
+        f"""<!doctype html><html><body>
+<script defer data-external-auth-code="{code}" src="{web_server.url}/widget.js"></script></body></html>""",
+    )
     page.goto(url)
     page.click("#chatgate-bubble")
     frame = page.frame_locator("#chatgate-frame")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import httpx
+
 from conftest import PASSWORD, Db, Project, unique_email
 from jwt_tools import hs256, now
 
@@ -24,7 +25,11 @@ def test_anonymous_errors(api: httpx.Client, project: Project, db: Db) -> None:
     r = api.post("/v1/auth/signinAnonymously", json={"id_project": "000000000000000000000000"})
     assert r.status_code == 404
     assert api.post("/v1/auth/signinAnonymously", json={}).status_code == 422
-    api.patch(f"/v1/projects/{project.id}", json={"settings": {"auth_methods": {"anonymous": False}}}, headers=project.owner.auth)
+    api.patch(
+        f"/v1/projects/{project.id}",
+        json={"settings": {"auth_methods": {"anonymous": False}}},
+        headers=project.owner.auth,
+    )
     r = api.post("/v1/auth/signinAnonymously", json={"id_project": project.id})
     assert r.status_code == 403
     assert r.json()["error"]["code"] == "auth_method_disabled"
@@ -55,14 +60,18 @@ def test_email_signup_and_signin(api: httpx.Client, project: Project, db: Db) ->
     assert wrong.status_code == unknown.status_code == 401
     assert wrong.json() == unknown.json()
     # A user made by a token has no password: the same 401.
-    api.post(f"/v1/projects/{project.id}/auth/external-code",
-             json={"externalAuthCode": hs256(project.secret, {"user": {"id": "t", "email": "tok@example.com"}})})
+    api.post(
+        f"/v1/projects/{project.id}/auth/external-code",
+        json={"externalAuthCode": hs256(project.secret, {"user": {"id": "t", "email": "tok@example.com"}})},
+    )
     assert api.post(f"{base}/signin", json={"email": "tok@example.com", "password": PASSWORD}).json() == wrong.json()
     assert db.count("end_users", "email = :e", e=email) == 1
 
 
 def test_email_methods_can_be_turned_off(api: httpx.Client, project: Project) -> None:
-    api.patch(f"/v1/projects/{project.id}", json={"settings": {"auth_methods": {"email": False}}}, headers=project.owner.auth)
+    api.patch(
+        f"/v1/projects/{project.id}", json={"settings": {"auth_methods": {"email": False}}}, headers=project.owner.auth
+    )
     r = api.post(f"/v1/projects/{project.id}/auth/email/signup", json={"email": unique_email(), "password": PASSWORD})
     assert r.status_code == 403
 
@@ -70,23 +79,35 @@ def test_email_methods_can_be_turned_off(api: httpx.Client, project: Project) ->
 def test_login_with_anonymous_token_ends_the_visitor_sessions(api: httpx.Client, project: Project, db: Db) -> None:
     visitor = api.post("/v1/auth/signinAnonymously", json={"id_project": project.id}).json()
     raw = visitor["token"].split(" ", 1)[1]
-    r = api.post(f"/v1/projects/{project.id}/auth/customer/login",
-                 json={"jwtToken": hs256(project.secret, {"externalId": "merge-1", "iat": now()}), "anonymous_token": raw})
+    r = api.post(
+        f"/v1/projects/{project.id}/auth/customer/login",
+        json={"jwtToken": hs256(project.secret, {"externalId": "merge-1", "iat": now()}), "anonymous_token": raw},
+    )
     assert r.status_code == 200
     assert r.json()["merged_conversations"] == 0
     assert api.get(f"/v1/projects/{project.id}/auth/me", headers={"Authorization": visitor["token"]}).status_code == 401
-    assert db.count("end_users", "id = :v AND merged_into = :u", v=visitor["user"]["_id"], u=r.json()["user"]["_id"]) == 1
+    assert (
+        db.count("end_users", "id = :v AND merged_into = :u", v=visitor["user"]["_id"], u=r.json()["user"]["_id"]) == 1
+    )
 
 
-def test_anonymous_token_of_another_project_or_identified_user_is_not_merged(api: httpx.Client, project: Project) -> None:
+def test_anonymous_token_of_another_project_or_identified_user_is_not_merged(
+    api: httpx.Client, project: Project
+) -> None:
     other = api.post("/v1/projects", json={"name": "Other"}, headers=project.owner.auth).json()["_id"]
     foreign = api.post("/v1/auth/signinAnonymously", json={"id_project": other}).json()["token"]
-    identified = api.post(f"/v1/projects/{project.id}/auth/customer/login",
-                          json={"jwtToken": hs256(project.secret, {"externalId": "idf", "iat": now()})}).json()["token"]
+    identified = api.post(
+        f"/v1/projects/{project.id}/auth/customer/login",
+        json={"jwtToken": hs256(project.secret, {"externalId": "idf", "iat": now()})},
+    ).json()["token"]
     for token in (foreign, identified):
-        r = api.post(f"/v1/projects/{project.id}/auth/customer/login",
-                     json={"jwtToken": hs256(project.secret, {"externalId": "target", "iat": now()}),
-                           "anonymous_token": token.split(" ", 1)[1]})
+        r = api.post(
+            f"/v1/projects/{project.id}/auth/customer/login",
+            json={
+                "jwtToken": hs256(project.secret, {"externalId": "target", "iat": now()}),
+                "anonymous_token": token.split(" ", 1)[1],
+            },
+        )
         assert r.status_code == 200
         assert r.json()["merged_conversations"] == 0
         # The other session still works: nothing was ended.

@@ -11,9 +11,10 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import Db, Project, Server, make_project
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+from conftest import Db, Project, Server, make_project
 from jwt_tools import b64, hs256, now, raw_token
 
 HS = {"alg": "HS256", "typ": "JWT"}
@@ -95,20 +96,34 @@ def test_another_projects_valid_token(api: httpx.Client, server: Server, project
     claims = {"_id": "eve", "sub": "userexternal", "aud": f"{server.url}/projects/{project.id}"}
     r = api.post("/v1/auth/signinWithCustomToken", headers={"Authorization": f"JWT {hs256(other.secret, claims)}"})
     assert_rejected(r, "bad_signature")
-    r = api.post(f"/v1/projects/{project.id}/auth/customer/login",
-                 json={"jwtToken": hs256(other.secret, {"externalId": "eve", "iat": now()})})
+    r = api.post(
+        f"/v1/projects/{project.id}/auth/customer/login",
+        json={"jwtToken": hs256(other.secret, {"externalId": "eve", "iat": now()})},
+    )
     assert_rejected(r, "bad_signature")
     assert counts.unchanged()
 
 
 def test_time_claims_around_the_leeway(api: httpx.Client, project: Project, counts: Counts) -> None:
     leeway = 30
-    assert_rejected(exchange(api, project, hs256(project.secret, {"user": {"id": "t"}, "exp": now() - leeway - 5})), "expired")
-    assert_rejected(exchange(api, project, hs256(project.secret, {"user": {"id": "t"}, "nbf": now() + leeway + 5})), "not_yet_valid")
-    assert_rejected(exchange(api, project, hs256(project.secret, {"user": {"id": "t"}, "iat": now() + leeway + 5})), "not_yet_valid")
+    assert_rejected(
+        exchange(api, project, hs256(project.secret, {"user": {"id": "t"}, "exp": now() - leeway - 5})), "expired"
+    )
+    assert_rejected(
+        exchange(api, project, hs256(project.secret, {"user": {"id": "t"}, "nbf": now() + leeway + 5})), "not_yet_valid"
+    )
+    assert_rejected(
+        exchange(api, project, hs256(project.secret, {"user": {"id": "t"}, "iat": now() + leeway + 5})), "not_yet_valid"
+    )
     assert counts.unchanged()
-    assert exchange(api, project, hs256(project.secret, {"user": {"id": "t"}, "exp": now() - leeway + 5})).status_code == 200
-    assert exchange(api, project, hs256(project.secret, {"user": {"id": "t"}, "nbf": now() + leeway - 5})).status_code == 200
+    assert (
+        exchange(api, project, hs256(project.secret, {"user": {"id": "t"}, "exp": now() - leeway + 5})).status_code
+        == 200
+    )
+    assert (
+        exchange(api, project, hs256(project.secret, {"user": {"id": "t"}, "nbf": now() + leeway - 5})).status_code
+        == 200
+    )
 
 
 def test_missing_and_mistyped_claims(api: httpx.Client, project: Project, counts: Counts) -> None:
@@ -193,7 +208,9 @@ def test_kid_with_path_or_sql_fragments_chooses_nothing(api: httpx.Client, proje
     for kid in ("../../../../dev/null", "' OR '1'='1", "x'; DROP TABLE end_users; --", "/etc/passwd"):
         header = {"alg": "HS256", "kid": kid}
         assert_rejected(exchange(api, project, raw_token(header, {"user": {"id": "kid"}}, b"")), "bad_signature")
-        assert_rejected(exchange(api, project, raw_token(header, {"user": {"id": "kid"}}, "guess" * 10)), "bad_signature")
+        assert_rejected(
+            exchange(api, project, raw_token(header, {"user": {"id": "kid"}}, "guess" * 10)), "bad_signature"
+        )
     assert counts.unchanged()
     # kid is ignored, not trusted: the project's own key still decides.
     ok = raw_token({"alg": "HS256", "kid": "' OR 1=1 --"}, {"user": {"id": "kid"}}, project.secret)
@@ -227,8 +244,9 @@ def listener() -> Iterator[tuple[str, list[bytes]]]:
     sock.close()
 
 
-def test_jku_x5u_jwk_headers_are_never_followed(api: httpx.Client, project: Project, counts: Counts,
-                                                listener: tuple[str, list[bytes]]) -> None:
+def test_jku_x5u_jwk_headers_are_never_followed(
+    api: httpx.Client, project: Project, counts: Counts, listener: tuple[str, list[bytes]]
+) -> None:
     url, hits = listener
     attacker_key = "attacker-chosen-secret-" + "k" * 30
     jwk = {"kty": "oct", "k": b64(attacker_key.encode())}

@@ -7,6 +7,7 @@ from collections import Counter
 
 import httpx
 import pytest
+
 from conftest import Db, Project, Server
 from jwt_tools import hs256, now
 
@@ -23,7 +24,9 @@ def test_seat_limit_race_creates_exactly_n_users(api: httpx.Client, server: Serv
     limit, attempts = 5, 40
     api.patch(f"/v1/projects/{project.id}", json={"settings": {"seat_limit": limit}}, headers=project.owner.auth)
     path = f"/v1/projects/{project.id}/auth/external-code"
-    requests = [(path, {"externalAuthCode": hs256(project.secret, {"user": {"id": f"racer-{i}"}})}) for i in range(attempts)]
+    requests = [
+        (path, {"externalAuthCode": hs256(project.secret, {"user": {"id": f"racer-{i}"}})}) for i in range(attempts)
+    ]
     responses = asyncio.run(burst(server, requests))
     statuses = Counter(r.status_code for r in responses)
     assert statuses == {200: limit, 403: attempts - limit}, statuses
@@ -43,9 +46,13 @@ def test_simultaneous_first_logins_of_one_user_create_one_user(server: Server, p
     requests: list[tuple[str, dict[str, object]]] = []
     for _ in range(15):
         requests.append((code_path, {"externalAuthCode": hs256(project.secret, {"user": {"id": "same-person"}})}))
-        requests.append((kustomer_path, {"jwtToken": hs256(project.secret, {"email": "same@example.com", "iat": now()})}))
+        requests.append(
+            (kustomer_path, {"jwtToken": hs256(project.secret, {"email": "same@example.com", "iat": now()})})
+        )
     responses = asyncio.run(burst(server, requests))
-    assert [r.status_code for r in responses] == [200] * len(requests), [r.text for r in responses if r.status_code != 200]
+    assert [r.status_code for r in responses] == [200] * len(requests), [
+        r.text for r in responses if r.status_code != 200
+    ]
     assert len({r.json()["user"]["_id"] for r in responses[0::2]}) == 1
     assert len({r.json()["user"]["_id"] for r in responses[1::2]}) == 1
     assert sum(r.json().get("created", False) for r in responses[0::2]) == 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+
 from conftest import Db, Project, Server
 from jwt_tools import hs256
 
@@ -17,9 +18,18 @@ def sign_in(api: httpx.Client, token: str, scheme: str = "JWT", **body: Any) -> 
     return api.post("/v1/auth/signinWithCustomToken", headers={"Authorization": f"{scheme} {token}"}, json=body or None)
 
 
-def test_first_sight_creates_and_other_claims_become_metadata(api: httpx.Client, server: Server, project: Project, db: Db) -> None:
-    claims = {"_id": "123", "firstname": "andrea", "lastname": "leo", "email": "email2@email.com",
-              "customAttr": "c1", "sub": "userexternal", "aud": aud(server, project)}
+def test_first_sight_creates_and_other_claims_become_metadata(
+    api: httpx.Client, server: Server, project: Project, db: Db
+) -> None:
+    claims = {
+        "_id": "123",
+        "firstname": "andrea",
+        "lastname": "leo",
+        "email": "email2@email.com",
+        "customAttr": "c1",
+        "sub": "userexternal",
+        "aud": aud(server, project),
+    }
     r = sign_in(api, hs256(project.secret, claims))
     assert r.status_code == 200, r.text
     body = r.json()
@@ -40,7 +50,11 @@ def test_accepted_audience_routes_a_migrating_customer(api: httpx.Client, projec
     claims = {"_id": "mig", "sub": "userexternal", "aud": tiledesk_aud}
     r = sign_in(api, hs256(project.secret, claims))
     assert r.status_code == 401 and r.json()["error"]["reason"] == "wrong_audience"
-    api.patch(f"/v1/projects/{project.id}", json={"settings": {"accepted_audiences": [tiledesk_aud]}}, headers=project.owner.auth)
+    api.patch(
+        f"/v1/projects/{project.id}",
+        json={"settings": {"accepted_audiences": [tiledesk_aud]}},
+        headers=project.owner.auth,
+    )
     assert sign_in(api, hs256(project.secret, claims)).status_code == 200
 
 
@@ -71,5 +85,7 @@ def test_missing_authorization_is_401(api: httpx.Client) -> None:
 
 
 def test_node_signed_token(api: httpx.Client, server: Server, project: Project, node_mint: Any) -> None:
-    token = node_mint("tiledesk", project.secret, {"_id": "node-td", "sub": "userexternal", "aud": aud(server, project)})
+    token = node_mint(
+        "tiledesk", project.secret, {"_id": "node-td", "sub": "userexternal", "aud": aud(server, project)}
+    )
     assert sign_in(api, token).status_code == 200

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+
 from conftest import Db, Project
 from jwt_tools import hs256, now
 
@@ -23,7 +24,9 @@ def test_email_wins_over_external_id(api: httpx.Client, project: Project, db: Db
     assert user["_id"] != by_id["_id"]
     assert user["email"] == "kim@example.com"
     assert user["externalId"] is None
-    again = login(api, project, hs256(project.secret, {"externalId": "other", "email": "kim@example.com", "iat": now()})).json()
+    again = login(
+        api, project, hs256(project.secret, {"externalId": "other", "email": "kim@example.com", "iat": now()})
+    ).json()
     assert again["user"]["_id"] == user["_id"]
     assert again["merged_conversations"] == 0
     assert db.count("end_users", "project_id = :p", p=project.id) == 2
@@ -44,12 +47,19 @@ def test_iat_is_required_and_must_be_fresh(api: httpx.Client, project: Project, 
         assert r.json()["error"]["reason"] == reason, claims
     assert db.count("end_users", "project_id = :p", p=project.id) == 0
     # Just inside the window (and inside the leeway) is accepted.
-    assert login(api, project, hs256(project.secret, {"externalId": "a", "iat": now() - max_age - leeway + 5})).status_code == 200
+    assert (
+        login(api, project, hs256(project.secret, {"externalId": "a", "iat": now() - max_age - leeway + 5})).status_code
+        == 200
+    )
     assert login(api, project, hs256(project.secret, {"externalId": "b", "iat": now() + leeway - 5})).status_code == 200
 
 
 def test_max_token_age_is_a_project_setting(api: httpx.Client, project: Project) -> None:
-    api.patch(f"/v1/projects/{project.id}", json={"settings": {"max_token_age_seconds": 60, "leeway_seconds": 0}}, headers=project.owner.auth)
+    api.patch(
+        f"/v1/projects/{project.id}",
+        json={"settings": {"max_token_age_seconds": 60, "leeway_seconds": 0}},
+        headers=project.owner.auth,
+    )
     r = login(api, project, hs256(project.secret, {"externalId": "a", "iat": now() - 120}))
     assert r.json()["error"]["reason"] == "iat_too_old"
 
@@ -62,14 +72,26 @@ def test_kustomer_node_sample(api: httpx.Client, project: Project, node_mint: An
 
 
 def test_me_is_logged_in_and_logout_revokes_at_once(api: httpx.Client, project: Project) -> None:
-    body = login(api, project, hs256(project.secret, {"externalId": "me-1", "email": "me@example.com", "iat": now()})).json()
+    body = login(
+        api, project, hs256(project.secret, {"externalId": "me-1", "email": "me@example.com", "iat": now()})
+    ).json()
     auth = {"Authorization": body["token"]}
     me = api.get(f"/v1/projects/{project.id}/auth/me", headers=auth)
     assert me.status_code == 200
     assert me.json()["loggedIn"] is True and me.json()["user"]["_id"] == body["user"]["_id"]
     # Kustomer.isLoggedIn({email}) for this user and for someone else.
-    assert api.get(f"/v1/projects/{project.id}/auth/me", params={"email": "ME@example.com"}, headers=auth).json()["loggedIn"] is True
-    assert api.get(f"/v1/projects/{project.id}/auth/me", params={"email": "you@example.com"}, headers=auth).json()["loggedIn"] is False
+    assert (
+        api.get(f"/v1/projects/{project.id}/auth/me", params={"email": "ME@example.com"}, headers=auth).json()[
+            "loggedIn"
+        ]
+        is True
+    )
+    assert (
+        api.get(f"/v1/projects/{project.id}/auth/me", params={"email": "you@example.com"}, headers=auth).json()[
+            "loggedIn"
+        ]
+        is False
+    )
     assert api.post("/v1/auth/logout", headers=auth).status_code == 200
     r = api.get(f"/v1/projects/{project.id}/auth/me", headers=auth)
     assert r.status_code == 401

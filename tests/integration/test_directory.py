@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import httpx
+
 from conftest import Project
 from jwt_tools import hs256, now
 
@@ -11,10 +12,18 @@ def test_listing_filters_pages_and_counts_seats(api: httpx.Client, project: Proj
     auth = project.owner.auth
     api.patch(f"/v1/projects/{project.id}", json={"settings": {"seat_limit": 50}}, headers=auth)
     for i in range(5):
-        api.post(f"/v1/projects/{project.id}/auth/external-code",
-                 json={"externalAuthCode": hs256(project.secret, {"user": {"id": f"ext-{i}", "email": f"person{i}@example.com"}})})
-    api.post(f"/v1/projects/{project.id}/auth/customer/login",
-             json={"jwtToken": hs256(project.secret, {"externalId": "kus", "iat": now()})})
+        api.post(
+            f"/v1/projects/{project.id}/auth/external-code",
+            json={
+                "externalAuthCode": hs256(
+                    project.secret, {"user": {"id": f"ext-{i}", "email": f"person{i}@example.com"}}
+                )
+            },
+        )
+    api.post(
+        f"/v1/projects/{project.id}/auth/customer/login",
+        json={"jwtToken": hs256(project.secret, {"externalId": "kus", "iat": now()})},
+    )
     api.post("/v1/auth/signinAnonymously", json={"id_project": project.id})
 
     everyone = api.get(f"/v1/projects/{project.id}/users", headers=auth).json()
@@ -24,8 +33,12 @@ def test_listing_filters_pages_and_counts_seats(api: httpx.Client, project: Proj
 
     via = api.get(f"/v1/projects/{project.id}/users", params={"created_via": "external_auth_code"}, headers=auth).json()
     assert {u["externalId"] for u in via["users"]} == {f"ext-{i}" for i in range(5)}
-    assert api.get(f"/v1/projects/{project.id}/users", params={"created_via": "anonymous"}, headers=auth).json()["users"][0]["anonymous"]
-    assert api.get(f"/v1/projects/{project.id}/users", params={"created_via": "pigeon"}, headers=auth).status_code == 422
+    assert api.get(f"/v1/projects/{project.id}/users", params={"created_via": "anonymous"}, headers=auth).json()[
+        "users"
+    ][0]["anonymous"]
+    assert (
+        api.get(f"/v1/projects/{project.id}/users", params={"created_via": "pigeon"}, headers=auth).status_code == 422
+    )
 
     found = api.get(f"/v1/projects/{project.id}/users", params={"q": "PERSON3"}, headers=auth).json()["users"]
     assert [u["externalId"] for u in found] == ["ext-3"]
@@ -45,8 +58,10 @@ def test_listing_filters_pages_and_counts_seats(api: httpx.Client, project: Proj
 
 
 def test_lookup_by_id_or_external_id(api: httpx.Client, project: Project) -> None:
-    user = api.post(f"/v1/projects/{project.id}/auth/external-code",
-                    json={"externalAuthCode": hs256(project.secret, {"user": {"id": "look-me-up"}})}).json()["user"]
+    user = api.post(
+        f"/v1/projects/{project.id}/auth/external-code",
+        json={"externalAuthCode": hs256(project.secret, {"user": {"id": "look-me-up"}})},
+    ).json()["user"]
     auth = project.owner.auth
     assert api.get(f"/v1/projects/{project.id}/users/{user['_id']}", headers=auth).json()["_id"] == user["_id"]
     assert api.get(f"/v1/projects/{project.id}/users/look-me-up", headers=auth).json()["_id"] == user["_id"]
@@ -60,15 +75,25 @@ def test_audit_log_records_auth_events_without_secrets(api: httpx.Client, projec
     forged = hs256("x" * 43, {"user": {"id": "audited"}})
     api.post(f"/v1/projects/{project.id}/auth/external-code", json={"externalAuthCode": good})
     api.post(f"/v1/projects/{project.id}/auth/external-code", json={"externalAuthCode": forged})
-    key = api.post(f"/v1/projects/{project.id}/apikeys", json={"name": "k", "roles": ["org.user"], "expires_in_days": None}, headers=auth).json()
+    key = api.post(
+        f"/v1/projects/{project.id}/apikeys",
+        json={"name": "k", "roles": ["org.user"], "expires_in_days": None},
+        headers=auth,
+    ).json()
     api.delete(f"/v1/projects/{project.id}/apikeys/{key['id']}", headers=auth)
 
     r = api.get(f"/v1/projects/{project.id}/audit", headers=auth)
     assert r.status_code == 200
     events = r.json()["events"]
     actions = [e["action"] for e in events]
-    for expected in ("project:signing_key:generated", "end_user:created", "end_user:signin:succeeded",
-                     "end_user:token:rejected", "project:api_key:created", "project:api_key:revoked"):
+    for expected in (
+        "project:signing_key:generated",
+        "end_user:created",
+        "end_user:signin:succeeded",
+        "end_user:token:rejected",
+        "project:api_key:created",
+        "project:api_key:revoked",
+    ):
         assert expected in actions, (expected, actions)
     rejected = next(e for e in events if e["action"] == "end_user:token:rejected")
     assert rejected["reason"] == "bad_signature"
@@ -76,5 +101,7 @@ def test_audit_log_records_auth_events_without_secrets(api: httpx.Client, projec
     text = r.text
     for secret in (project.secret, good, forged, key["key"]):
         assert secret not in text
-    only = api.get(f"/v1/projects/{project.id}/audit", params={"action": "end_user:created"}, headers=auth).json()["events"]
+    only = api.get(f"/v1/projects/{project.id}/audit", params={"action": "end_user:created"}, headers=auth).json()[
+        "events"
+    ]
     assert {e["action"] for e in only} == {"end_user:created"}

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+
 from conftest import Db, Project
 from jwt_tools import hs256, now
 
@@ -21,8 +22,19 @@ def test_user_object_creates_on_first_sight_with_metadata(api: httpx.Client, pro
     assert body["success"] is True and body["created"] is True
     assert body["token"].startswith("JWT ")
     user = body["user"]
-    assert set(user) == {"_id", "externalId", "email", "firstname", "lastname", "fullName", "anonymous",
-                         "createdVia", "metadata", "createdAt", "lastSeenAt"}
+    assert set(user) == {
+        "_id",
+        "externalId",
+        "email",
+        "firstname",
+        "lastname",
+        "fullName",
+        "anonymous",
+        "createdVia",
+        "metadata",
+        "createdAt",
+        "lastSeenAt",
+    }
     assert user["externalId"] == "u-1"
     assert user["email"] == "ann@example.com"
     assert user["createdVia"] == "external_auth_code"
@@ -43,7 +55,9 @@ def test_numeric_user_id_is_its_decimal_string(api: httpx.Client, project: Proje
 
 
 def test_id_finds_by_external_id_then_by_chatgate_id(api: httpx.Client, project: Project) -> None:
-    created = exchange(api, project, hs256(project.secret, {"user": {"id": "ext-9", "email": "nine@example.com"}})).json()["user"]
+    created = exchange(
+        api, project, hs256(project.secret, {"user": {"id": "ext-9", "email": "nine@example.com"}})
+    ).json()["user"]
     by_external = exchange(api, project, hs256(project.secret, {"id": "ext-9"})).json()
     assert by_external["user"]["_id"] == created["_id"] and by_external["created"] is False
     by_own_id = exchange(api, project, hs256(project.secret, {"id": created["_id"]})).json()
@@ -79,13 +93,18 @@ def test_require_exp_refuses_tokens_without_exp(api: httpx.Client, project: Proj
     r = exchange(api, project, hs256(project.secret, {"user": {"id": "no-exp"}}))
     assert r.status_code == 401
     assert r.json()["error"]["reason"] == "missing_claim"
-    assert exchange(api, project, hs256(project.secret, {"user": {"id": "with-exp"}, "exp": now() + 60})).status_code == 200
+    assert (
+        exchange(api, project, hs256(project.secret, {"user": {"id": "with-exp"}, "exp": now() + 60})).status_code
+        == 200
+    )
     assert db.count("end_users", "external_id = 'no-exp'") == 0
 
 
 def test_returning_user_profile_follows_the_token(api: httpx.Client, project: Project) -> None:
     exchange(api, project, hs256(project.secret, {"user": {"id": "p", "plan": "free", "firstname": "Pat"}}))
-    user = exchange(api, project, hs256(project.secret, {"user": {"id": "p", "plan": "pro", "firstname": "Patricia"}})).json()["user"]
+    user = exchange(
+        api, project, hs256(project.secret, {"user": {"id": "p", "plan": "pro", "firstname": "Patricia"}})
+    ).json()["user"]
     assert user["metadata"]["plan"] == "pro"
     assert user["firstname"] == "Patricia"
 
@@ -99,7 +118,11 @@ def test_email_taken_by_another_user_is_a_conflict(api: httpx.Client, project: P
 
 
 def test_external_jwt_off_is_403(api: httpx.Client, project: Project, db: Db) -> None:
-    api.patch(f"/v1/projects/{project.id}", json={"settings": {"auth_methods": {"external_jwt": False}}}, headers=project.owner.auth)
+    api.patch(
+        f"/v1/projects/{project.id}",
+        json={"settings": {"auth_methods": {"external_jwt": False}}},
+        headers=project.owner.auth,
+    )
     r = exchange(api, project, hs256(project.secret, {"user": {"id": "off"}}))
     assert r.status_code == 403
     assert r.json()["error"]["code"] == "auth_method_disabled"
@@ -107,6 +130,9 @@ def test_external_jwt_off_is_403(api: httpx.Client, project: Project, db: Db) ->
 
 
 def test_unknown_project_is_404(api: httpx.Client, project: Project) -> None:
-    r = api.post("/v1/projects/000000000000000000000000/auth/external-code", json={"externalAuthCode": hs256(project.secret, {"id": "x"})})
+    r = api.post(
+        "/v1/projects/000000000000000000000000/auth/external-code",
+        json={"externalAuthCode": hs256(project.secret, {"id": "x"})},
+    )
     assert r.status_code == 404
     assert r.json()["error"]["code"] == "project_not_found"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import httpx
+
 from conftest import Db, Project, sign_up_staff
 from jwt_tools import hs256
 
@@ -19,7 +20,9 @@ def test_generate_rotates_the_secret_and_the_old_one_stops_at_once(api: httpx.Cl
     assert r.status_code == 401
     assert r.json()["error"]["reason"] == "bad_signature"
     fresh = hs256(new, {"user": {"id": "rotating"}})
-    assert api.post(f"/v1/projects/{project.id}/auth/external-code", json={"externalAuthCode": fresh}).status_code == 200
+    assert (
+        api.post(f"/v1/projects/{project.id}/auth/external-code", json={"externalAuthCode": fresh}).status_code == 200
+    )
 
 
 def test_secrets_are_stored_encrypted(project: Project, db: Db) -> None:
@@ -29,7 +32,11 @@ def test_secrets_are_stored_encrypted(project: Project, db: Db) -> None:
 
 def test_api_key_lifecycle(api: httpx.Client, project: Project, db: Db) -> None:
     auth = project.owner.auth
-    r = api.post(f"/v1/projects/{project.id}/apikeys", json={"name": "Chat Settings", "roles": ["org.admin", "org.user"], "expires_in_days": None}, headers=auth)
+    r = api.post(
+        f"/v1/projects/{project.id}/apikeys",
+        json={"name": "Chat Settings", "roles": ["org.admin", "org.user"], "expires_in_days": None},
+        headers=auth,
+    )
     assert r.status_code == 201, r.text
     created = r.json()
     assert set(created) >= {"id", "name", "roles", "expiresAt", "key"}
@@ -57,13 +64,21 @@ def test_api_key_lifecycle(api: httpx.Client, project: Project, db: Db) -> None:
 
 def test_customer_settings_needs_both_roles_and_a_real_key(api: httpx.Client, project: Project) -> None:
     auth = project.owner.auth
-    user_only = api.post(f"/v1/projects/{project.id}/apikeys", json={"name": "u", "roles": ["org.user"], "expires_in_days": 30}, headers=auth).json()
+    user_only = api.post(
+        f"/v1/projects/{project.id}/apikeys",
+        json={"name": "u", "roles": ["org.user"], "expires_in_days": 30},
+        headers=auth,
+    ).json()
     assert user_only["expiresAt"] is not None
     r = api.get("/v1/auth/customer/settings", headers={"Authorization": f"Bearer {user_only['key']}"})
     assert r.status_code == 403
     assert project.secret not in r.text
-    for header in ({}, {"Authorization": "Bearer cgk_000000000000_nope"}, {"Authorization": "Bearer garbage"},
-                   {"Authorization": f"JWT {user_only['key']}"}):
+    for header in (
+        {},
+        {"Authorization": "Bearer cgk_000000000000_nope"},
+        {"Authorization": "Bearer garbage"},
+        {"Authorization": f"JWT {user_only['key']}"},
+    ):
         assert api.get("/v1/auth/customer/settings", headers=header).status_code == 401, header
     # Never from the query string.
     r = api.get("/v1/auth/customer/settings", params={"api_key": user_only["key"]})
@@ -73,7 +88,11 @@ def test_customer_settings_needs_both_roles_and_a_real_key(api: httpx.Client, pr
 def test_customer_settings_generates_a_secret_when_the_project_has_none(api: httpx.Client) -> None:
     owner = sign_up_staff(api, "fresh")
     pid = api.post("/v1/projects", json={"name": "No secret yet"}, headers=owner.auth).json()["_id"]
-    key = api.post(f"/v1/projects/{pid}/apikeys", json={"name": "k", "roles": ["org.admin", "org.user"], "expires_in_days": None}, headers=owner.auth).json()["key"]
+    key = api.post(
+        f"/v1/projects/{pid}/apikeys",
+        json={"name": "k", "roles": ["org.admin", "org.user"], "expires_in_days": None},
+        headers=owner.auth,
+    ).json()["key"]
     first = api.get("/v1/auth/customer/settings", headers={"Authorization": f"Bearer {key}"}).json()
     secret = first["data"]["attributes"]["secret"]
     assert len(secret) >= 43
@@ -83,11 +102,13 @@ def test_customer_settings_generates_a_secret_when_the_project_has_none(api: htt
 
 def test_api_key_validation(api: httpx.Client, project: Project, db: Db) -> None:
     before = db.count("api_keys")
-    for body in ({"name": "x", "roles": ["org.root"], "expires_in_days": None},
-                 {"name": "x", "roles": [], "expires_in_days": None},
-                 {"name": "x", "roles": ["org.user"], "expires_in_days": "30"},
-                 {"name": "x", "roles": ["org.user"], "expires_in_days": 0},
-                 {"roles": ["org.user"]}):
+    for body in (
+        {"name": "x", "roles": ["org.root"], "expires_in_days": None},
+        {"name": "x", "roles": [], "expires_in_days": None},
+        {"name": "x", "roles": ["org.user"], "expires_in_days": "30"},
+        {"name": "x", "roles": ["org.user"], "expires_in_days": 0},
+        {"roles": ["org.user"]},
+    ):
         r = api.post(f"/v1/projects/{project.id}/apikeys", json=body, headers=project.owner.auth)
         assert r.status_code == 422, body
     assert db.count("api_keys") == before

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import httpx
+
 from conftest import Db, Project, Staff, make_project, sign_up_staff
 
 DEFAULTS = {
@@ -23,14 +24,20 @@ def test_create_project_makes_the_caller_its_owner(api: httpx.Client, owner: Sta
     assert body["name"] == "Help desk"
     assert body["settings"] == DEFAULTS
     assert body["createdAt"].endswith("Z")
-    assert db.count("memberships", "project_id = :p AND staff_id = :s AND role = 'owner'", p=body["id"], s=owner.id) == 1
+    assert (
+        db.count("memberships", "project_id = :p AND staff_id = :s AND role = 'owner'", p=body["id"], s=owner.id) == 1
+    )
     listed = api.get("/v1/projects", headers=owner.auth).json()
     assert [p["_id"] for p in listed] == [body["_id"]]
 
 
 def test_settings_change_merges_auth_methods_and_validates(api: httpx.Client, project: Project) -> None:
     auth = project.owner.auth
-    r = api.patch(f"/v1/projects/{project.id}", json={"settings": {"seat_limit": 3, "auth_methods": {"email": False}}}, headers=auth)
+    r = api.patch(
+        f"/v1/projects/{project.id}",
+        json={"settings": {"seat_limit": 3, "auth_methods": {"email": False}}},
+        headers=auth,
+    )
     assert r.status_code == 200, r.text
     settings = r.json()["settings"]
     assert settings["seat_limit"] == 3
@@ -55,18 +62,28 @@ def test_settings_change_merges_auth_methods_and_validates(api: httpx.Client, pr
 def test_an_audience_belongs_to_one_project(api: httpx.Client, project: Project) -> None:
     other = make_project(api, project.owner)
     aud = f"https://tiledesk.com/projects/{project.id}"
-    r = api.patch(f"/v1/projects/{project.id}", json={"settings": {"accepted_audiences": [aud]}}, headers=project.owner.auth)
+    r = api.patch(
+        f"/v1/projects/{project.id}", json={"settings": {"accepted_audiences": [aud]}}, headers=project.owner.auth
+    )
     assert r.status_code == 200
-    r = api.patch(f"/v1/projects/{other.id}", json={"settings": {"accepted_audiences": [aud]}}, headers=project.owner.auth)
+    r = api.patch(
+        f"/v1/projects/{other.id}", json={"settings": {"accepted_audiences": [aud]}}, headers=project.owner.auth
+    )
     assert r.status_code == 409
     assert r.json()["error"]["code"] == "audience_taken"
-    assert api.get(f"/v1/projects/{other.id}", headers=project.owner.auth).json()["settings"]["accepted_audiences"] == []
+    assert (
+        api.get(f"/v1/projects/{other.id}", headers=project.owner.auth).json()["settings"]["accepted_audiences"] == []
+    )
 
 
 def test_other_staff_cannot_see_or_change_a_project(api: httpx.Client, project: Project) -> None:
     stranger = sign_up_staff(api, "stranger")
-    for method, path in [("GET", f"/v1/projects/{project.id}"), ("PATCH", f"/v1/projects/{project.id}"),
-                         ("POST", f"/v1/{project.id}/keys/generate"), ("GET", f"/v1/projects/{project.id}/users")]:
+    for method, path in [
+        ("GET", f"/v1/projects/{project.id}"),
+        ("PATCH", f"/v1/projects/{project.id}"),
+        ("POST", f"/v1/{project.id}/keys/generate"),
+        ("GET", f"/v1/projects/{project.id}/users"),
+    ]:
         r = api.request(method, path, json={"settings": {}} if method == "PATCH" else None, headers=stranger.auth)
         assert r.status_code == 404, (method, path, r.text)
     assert api.get("/v1/projects", headers=stranger.auth).json() == []
@@ -74,10 +91,15 @@ def test_other_staff_cannot_see_or_change_a_project(api: httpx.Client, project: 
 
 def test_admins_manage_but_only_owners_read_the_audit_log(api: httpx.Client, project: Project) -> None:
     admin = sign_up_staff(api, "admin")
-    r = api.post(f"/v1/projects/{project.id}/members", json={"email": admin.email, "role": "admin"}, headers=project.owner.auth)
+    r = api.post(
+        f"/v1/projects/{project.id}/members", json={"email": admin.email, "role": "admin"}, headers=project.owner.auth
+    )
     assert r.status_code == 201
     assert api.get(f"/v1/projects/{project.id}", headers=admin.auth).json()["role"] == "admin"
-    assert api.patch(f"/v1/projects/{project.id}", json={"settings": {"seat_limit": 10}}, headers=admin.auth).status_code == 200
+    assert (
+        api.patch(f"/v1/projects/{project.id}", json={"settings": {"seat_limit": 10}}, headers=admin.auth).status_code
+        == 200
+    )
     r = api.get(f"/v1/projects/{project.id}/audit", headers=admin.auth)
     assert r.status_code == 403
     assert r.json()["error"]["code"] == "insufficient_role"

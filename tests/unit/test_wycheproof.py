@@ -89,9 +89,7 @@ def test_vector(tc_id: int, key: dict[str, Any], test: dict[str, Any]) -> None:
         expected = True
     else:
         expected = (
-            test["result"] == "valid"
-            and tc_id not in MUST_REJECT_DESPITE_LABEL
-            and tc_id not in REFUSED_BY_POLICY
+            test["result"] == "valid" and tc_id not in MUST_REJECT_DESPITE_LABEL and tc_id not in REFUSED_BY_POLICY
         )
     assert accepts(key, test["jws"]) is expected, test.get("comment")
 

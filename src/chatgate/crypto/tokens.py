@@ -59,9 +59,10 @@ class VerificationKey:
         kty = jwk.get("kty")
         try:
             if alg in _HMAC and kty == "oct":
-                key: JoseKey = OctKey.import_key(dict(jwk))
-                if len(key.raw_value) < MIN_HMAC_KEY_BYTES:
+                oct_key = OctKey.import_key(dict(jwk))
+                if len(oct_key.raw_value) < MIN_HMAC_KEY_BYTES:
                     raise KeyError_(f"HMAC secrets must be at least {MIN_HMAC_KEY_BYTES} bytes")
+                key: JoseKey = oct_key
             elif alg in _RSA and kty == "RSA":
                 public = {k: jwk[k] for k in ("kty", "n", "e")}
                 key = RSAKey.import_key(public)
@@ -83,7 +84,7 @@ def verify_signature(jws: CompactJws, key: VerificationKey) -> None:
         raise TokenRejected("alg_not_allowed", f"This project's tokens must use {key.alg}.")
     algorithm = JWSRegistry.algorithms[key.alg]
     try:
-        valid = algorithm.verify(jws.signing_input, jws.signature, key.key)  # type: ignore[arg-type]
+        valid = algorithm.verify(jws.signing_input, jws.signature, key.key)
     except (JoseError, ValueError, TypeError):
         valid = False
     if not valid:
@@ -104,7 +105,7 @@ def sign(claims: Mapping[str, Any], secret: bytes, alg: str = "HS256", typ: str 
     header = b64url_encode(orjson.dumps({"alg": alg, "typ": typ}))
     payload = b64url_encode(orjson.dumps(dict(claims)))
     signing_input = f"{header}.{payload}".encode("ascii")
-    signature = JWSRegistry.algorithms[alg].sign(signing_input, OctKey.import_key(secret))  # type: ignore[arg-type]
+    signature = JWSRegistry.algorithms[alg].sign(signing_input, OctKey.import_key(secret))
     return f"{header}.{payload}.{b64url_encode(signature)}"
 
 

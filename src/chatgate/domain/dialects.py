@@ -101,7 +101,9 @@ def _id(value: Any, claim: str) -> str:
         raise TokenRejected("missing_claim", f"The token must carry {claim}.")
     external_id = external_id_from(value)
     if external_id is None:
-        raise TokenRejected("malformed", f"{claim} must be a non-empty string or a whole number of at most 256 characters.")
+        raise TokenRejected(
+            "malformed", f"{claim} must be a non-empty string or a whole number of at most 256 characters."
+        )
     return external_id
 
 

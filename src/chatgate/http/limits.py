@@ -18,10 +18,9 @@ class BodyLimit:
             await self.app(scope, receive, send)
             return
         for name, value in scope["headers"]:
-            if name == b"content-length":
-                if not value.isdigit() or int(value) > self.max_bytes:
-                    await error_response(PayloadTooLarge())(scope, receive, send)
-                    return
+            if name == b"content-length" and (not value.isdigit() or int(value) > self.max_bytes):
+                await error_response(PayloadTooLarge())(scope, receive, send)
+                return
         received = 0
 
         async def limited() -> Message:

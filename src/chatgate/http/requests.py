@@ -49,7 +49,7 @@ def _fields(exc: ValidationError) -> dict[str, str]:
         name = ".".join(str(part) for part in err["loc"]) or "body"
         message = err["msg"]
         if message.startswith("Value error, "):
-            message = message[len("Value error, "):]
+            message = message[len("Value error, ") :]
         fields.setdefault(name, message)
     return fields
 

@@ -142,9 +142,7 @@ def _path_params(path: str) -> list[str]:
 
 
 def _openapi_path(path: str) -> str:
-    return "/".join(
-        "{" + part[1:-1].split(":")[0] + "}" if part.startswith("{") else part for part in path.split("/")
-    )
+    return "/".join("{" + part[1:-1].split(":")[0] + "}" if part.startswith("{") else part for part in path.split("/"))
 
 
 def docs_page(document: dict[str, Any]) -> HTMLResponse:

@@ -86,12 +86,12 @@ class CustomTokenSignIn(Body):
 
 
 class ExternalCodeExchange(Body):
-    externalAuthCode: str = Field(min_length=1)  # noqa: N815 - TypingMind's field name
+    externalAuthCode: str = Field(min_length=1)
     anonymous_token: str | None = AnonymousToken
 
 
 class CustomerLogin(Body):
-    jwtToken: str = Field(min_length=1)  # noqa: N815 - Kustomer's field name
+    jwtToken: str = Field(min_length=1)
     anonymous_token: str | None = AnonymousToken
 
 
@@ -131,8 +131,8 @@ class StaffOut(BaseModel):
     firstname: str
     lastname: str
     emailverified: bool
-    createdAt: str  # noqa: N815
-    updatedAt: str  # noqa: N815
+    createdAt: str
+    updatedAt: str
 
 
 class StaffSignUpOut(BaseModel):
@@ -151,22 +151,22 @@ class ProjectOut(BaseModel):
     id_: str = Field(alias="_id")
     id: str
     name: str
-    createdAt: str  # noqa: N815
+    createdAt: str
     settings: dict[str, Any]
     role: str
 
 
 class SecretOut(BaseModel):
-    jwtSecret: str  # noqa: N815
+    jwtSecret: str
 
 
 class ApiKeyOut(BaseModel):
     id: str
     name: str
     roles: list[str]
-    expiresAt: str | None  # noqa: N815
-    createdAt: str  # noqa: N815
-    lastUsedAt: str | None  # noqa: N815
+    expiresAt: str | None
+    createdAt: str
+    lastUsedAt: str | None
     revoked: bool
     key: str | None = Field(default=None, description="Only in the answer that creates the key")
 
@@ -177,16 +177,16 @@ class CustomerSettingsOut(BaseModel):
 
 class EndUserOut(BaseModel):
     id_: str = Field(alias="_id")
-    externalId: str | None  # noqa: N815
+    externalId: str | None
     email: str | None
     firstname: str | None
     lastname: str | None
-    fullName: str  # noqa: N815
+    fullName: str
     anonymous: bool
-    createdVia: str  # noqa: N815
+    createdVia: str
     metadata: dict[str, Any]
-    createdAt: str  # noqa: N815
-    lastSeenAt: str | None  # noqa: N815
+    createdAt: str
+    lastSeenAt: str | None
 
 
 class EndUserLoginOut(BaseModel):
@@ -198,7 +198,7 @@ class EndUserLoginOut(BaseModel):
 
 
 class MeOut(BaseModel):
-    loggedIn: bool  # noqa: N815
+    loggedIn: bool
     user: EndUserOut | None
 
 
@@ -212,9 +212,9 @@ class AuditEventOut(BaseModel):
     id: str
     at: str
     action: str
-    actorType: str | None  # noqa: N815
-    actorId: str | None  # noqa: N815
-    subjectId: str | None  # noqa: N815
+    actorType: str | None
+    actorId: str | None
+    subjectId: str | None
     ip: str | None
     reason: str | None
     details: dict[str, Any]

@@ -46,8 +46,7 @@ class DirectoryService:
         with self.ctx.db.read() as store:
             project = require_role(store, project_id, caller)
             # One extra row tells whether another page follows.
-            users = store.end_users.page(project_id, created_via=created_via, query=query, limit=limit + 1,
-                                         after=after)
+            users = store.end_users.page(project_id, created_via=created_via, query=query, limit=limit + 1, after=after)
             used = store.projects.seats_used(project_id)
         more = len(users) > limit
         users = users[:limit]

@@ -77,8 +77,15 @@ class EndUserAuthService:
             user = store.end_users.by_id(user_id)
             assert user is not None
             opened = self.sessions.open(store, SessionKind.END_USER, user.id, project.id, now)
-            audit(store, now, AuditAction.USER_CREATED, caller=caller, project_id=project.id,
-                  subject_id=user.id, via=CreatedVia.ANONYMOUS.value)
+            audit(
+                store,
+                now,
+                AuditAction.USER_CREATED,
+                caller=caller,
+                project_id=project.id,
+                subject_id=user.id,
+                via=CreatedVia.ANONYMOUS.value,
+            )
         return EndUserLogin(user, opened.token, True, 0)
 
     def sign_in_with_custom_token(self, token: str, caller: Caller, anonymous_token: str | None) -> EndUserLogin:
@@ -110,9 +117,7 @@ class EndUserAuthService:
         settings = effective_settings(project)
 
         def read(claims: dict[str, Any], now: float) -> dialects.LoginClaim:
-            return dialects.customer_login(
-                claims, now, settings["max_token_age_seconds"], settings["leeway_seconds"]
-            )
+            return dialects.customer_login(claims, now, settings["max_token_age_seconds"], settings["leeway_seconds"])
 
         claim = self._verify(project, jwt, caller, "customer_login", read)
         return self._log_in(_Attempt(project, claim, "customer_login", anonymous_token), caller)
@@ -163,8 +168,16 @@ class EndUserAuthService:
         if not self.ctx.passwords.verify(stored_hash, password) or user is None:
             now = self.ctx.clock()
             with self.ctx.db.write() as store:
-                audit(store, now, AuditAction.USER_SIGNIN_FAILED, caller=caller, project_id=project.id,
-                      subject_id=user.id if user else None, reason="invalid_credentials", method="email")
+                audit(
+                    store,
+                    now,
+                    AuditAction.USER_SIGNIN_FAILED,
+                    caller=caller,
+                    project_id=project.id,
+                    subject_id=user.id if user else None,
+                    reason="invalid_credentials",
+                    method="email",
+                )
             raise InvalidCredentials()
         claim = dialects.LoginClaim(Lookup("email", email), None)
         return self._log_in(_Attempt(project, claim, "email", anonymous_token), caller)
@@ -199,8 +212,8 @@ class EndUserAuthService:
         with self.ctx.db.read() as store:
             for aud in dialects.audiences(claims):
                 project_id: str | None = None
-                if aud.startswith(own_prefix) and looks_like_id(aud[len(own_prefix):]):
-                    project_id = aud[len(own_prefix):]
+                if aud.startswith(own_prefix) and looks_like_id(aud[len(own_prefix) :]):
+                    project_id = aud[len(own_prefix) :]
                 else:
                     project_id = store.projects.for_audience(aud)
                 project = store.projects.get(project_id) if project_id else None
@@ -223,9 +236,7 @@ class EndUserAuthService:
         try:
             key = self.keys.verification_key(project)
             _header, claims = tokens.verify(token, key)
-            dialects.check_times(
-                claims, now, dialects.TimePolicy(settings["leeway_seconds"], settings["require_exp"])
-            )
+            dialects.check_times(claims, now, dialects.TimePolicy(settings["leeway_seconds"], settings["require_exp"]))
             return dialect(claims, now)
         except TokenRejected as rejection:
             self._record_rejection(project.id, rejection, caller, method)
@@ -234,8 +245,15 @@ class EndUserAuthService:
     def _record_rejection(self, project_id: str | None, rejection: TokenRejected, caller: Caller, method: str) -> None:
         now = self.ctx.clock()
         with self.ctx.db.write() as store:
-            audit(store, now, AuditAction.TOKEN_REJECTED, caller=caller, project_id=project_id,
-                  reason=rejection.reason, method=method)
+            audit(
+                store,
+                now,
+                AuditAction.TOKEN_REJECTED,
+                caller=caller,
+                project_id=project_id,
+                reason=rejection.reason,
+                method=method,
+            )
 
     def _log_in(self, attempt: _Attempt, caller: Caller, must_create: bool = False) -> EndUserLogin:
         """Find or create the user, consume the jti, merge the visitor and open a session: one transaction."""
@@ -243,9 +261,7 @@ class EndUserAuthService:
         now = self.ctx.clock()
         try:
             with self.ctx.db.write() as store:
-                if claim.jti is not None and not store.token_ids.consume(
-                    project.id, claim.jti, _utc(claim.expires_at)
-                ):
+                if claim.jti is not None and not store.token_ids.consume(project.id, claim.jti, _utc(claim.expires_at)):
                     raise TokenRejected("replayed", "This token has already been used.")
                 user = None if must_create else store.end_users.find(project.id, claim.lookup)
                 created = False
@@ -255,8 +271,17 @@ class EndUserAuthService:
                     user = self._refresh(store, user, claim.new_user, now)
                 merged = self._merge_visitor(store, project, user, attempt.anonymous_token, caller, now)
                 opened = self.sessions.open(store, SessionKind.END_USER, user.id, project.id, now)
-                audit(store, now, AuditAction.USER_SIGNIN_SUCCEEDED, caller=caller, project_id=project.id,
-                      subject_id=user.id, actor=("end_user", user.id), method=attempt.method, created=created)
+                audit(
+                    store,
+                    now,
+                    AuditAction.USER_SIGNIN_SUCCEEDED,
+                    caller=caller,
+                    project_id=project.id,
+                    subject_id=user.id,
+                    actor=("end_user", user.id),
+                    method=attempt.method,
+                    created=created,
+                )
         except DomainError as refusal:
             self._record_refusal(project.id, refusal, caller, attempt.method)
             raise
@@ -279,8 +304,15 @@ class EndUserAuthService:
             raise SeatLimitReached()
         user = store.end_users.by_id(user_id)
         assert user is not None
-        audit(store, now, AuditAction.USER_CREATED, caller=caller, project_id=project.id, subject_id=user.id,
-              via=claim.new_user.created_via.value)
+        audit(
+            store,
+            now,
+            AuditAction.USER_CREATED,
+            caller=caller,
+            project_id=project.id,
+            subject_id=user.id,
+            via=claim.new_user.created_via.value,
+        )
         return user, True
 
     @staticmethod
@@ -317,8 +349,16 @@ class EndUserAuthService:
         moved = 0
         store.sessions.revoke_subject(visitor.id, now)
         store.end_users.mark_merged(visitor.id, user.id)
-        audit(store, now, AuditAction.VISITOR_MERGED, caller=caller, project_id=project.id, subject_id=user.id,
-              visitor=visitor.id, conversations=moved)
+        audit(
+            store,
+            now,
+            AuditAction.VISITOR_MERGED,
+            caller=caller,
+            project_id=project.id,
+            subject_id=user.id,
+            visitor=visitor.id,
+            conversations=moved,
+        )
         return moved
 
     def _record_refusal(self, project_id: str, refusal: DomainError, caller: Caller, method: str) -> None:

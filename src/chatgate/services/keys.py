@@ -64,8 +64,16 @@ class KeyService:
         with self.ctx.db.write() as store:
             require_role(store, project_id, caller)
             store.api_keys.add(api_key)
-            audit(store, now, AuditAction.API_KEY_CREATED, caller=caller, project_id=project_id,
-                  subject_id=api_key.id, name=name, roles=list(api_key.roles))
+            audit(
+                store,
+                now,
+                AuditAction.API_KEY_CREATED,
+                caller=caller,
+                project_id=project_id,
+                subject_id=api_key.id,
+                name=name,
+                roles=list(api_key.roles),
+            )
         return CreatedApiKey(api_key, made.key)
 
     def list_api_keys(self, project_id: str, caller: Caller) -> list[ApiKey]:
@@ -94,9 +102,17 @@ class KeyService:
                 or (api_key.expires_at is not None and api_key.expires_at <= now)
             ):
                 raise InvalidApiKey()
-            if not SECRET_READER_ROLES <= set(api_key.roles):
-                audit(store, now, AuditAction.API_KEY_REJECTED, caller=caller, project_id=api_key.project_id,
-                      subject_id=api_key.id, reason="insufficient_role", actor=("api_key", api_key.id))
+            if not set(api_key.roles) >= SECRET_READER_ROLES:
+                audit(
+                    store,
+                    now,
+                    AuditAction.API_KEY_REJECTED,
+                    caller=caller,
+                    project_id=api_key.project_id,
+                    subject_id=api_key.id,
+                    reason="insufficient_role",
+                    actor=("api_key", api_key.id),
+                )
                 forbidden = True
             else:
                 forbidden = False
@@ -108,8 +124,15 @@ class KeyService:
                     secret = self._rotate(store, project.id, now, actor_caller)
                 else:
                     secret = self.ctx.secret_box.open(project.id, project.secret_ciphertext)
-                audit(store, now, AuditAction.SECRET_READ, caller=actor_caller, project_id=project.id,
-                      subject_id=api_key.id, actor=("api_key", api_key.id))
+                audit(
+                    store,
+                    now,
+                    AuditAction.SECRET_READ,
+                    caller=actor_caller,
+                    project_id=project.id,
+                    subject_id=api_key.id,
+                    actor=("api_key", api_key.id),
+                )
         if forbidden:
             raise Forbidden("This API key needs both the org.admin and org.user roles.")
         return secret

@@ -87,8 +87,14 @@ class ProjectService:
                 raise AudienceTaken()
             store.projects.update(project_id, now, name=name, settings=new_settings)
             changed = sorted(settings.keys()) if isinstance(settings, dict) else []
-            audit(store, now, AuditAction.PROJECT_SETTINGS_CHANGED, caller=caller, project_id=project_id,
-                  changed=changed + (["name"] if name is not None else []))
+            audit(
+                store,
+                now,
+                AuditAction.PROJECT_SETTINGS_CHANGED,
+                caller=caller,
+                project_id=project_id,
+                changed=changed + (["name"] if name is not None else []),
+            )
             membership = store.projects.membership(project_id, staff_id_of(caller))
             updated = store.projects.get(project_id)
         assert updated is not None and membership is not None
@@ -103,8 +109,15 @@ class ProjectService:
             if account is None:
                 raise UserNotFound("No staff account has this email; they must sign up first.")
             store.projects.add_member(project_id, account.id, role, now)
-            audit(store, now, AuditAction.PROJECT_MEMBER_ADDED, caller=caller, project_id=project_id,
-                  subject_id=account.id, role=role.value)
+            audit(
+                store,
+                now,
+                AuditAction.PROJECT_MEMBER_ADDED,
+                caller=caller,
+                project_id=project_id,
+                subject_id=account.id,
+                role=role.value,
+            )
         return account.id
 
 

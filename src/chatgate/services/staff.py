@@ -39,8 +39,14 @@ class StaffService:
             # The unique index decides between two simultaneous sign-ups.
             if not store.staff.add(account):
                 raise EmailTaken()
-            audit(store, now, AuditAction.STAFF_SIGNED_UP, caller=caller, subject_id=account.id,
-                  actor=("staff", account.id))
+            audit(
+                store,
+                now,
+                AuditAction.STAFF_SIGNED_UP,
+                caller=caller,
+                subject_id=account.id,
+                actor=("staff", account.id),
+            )
         return account
 
     def sign_in(self, email: str, password: str, caller: Caller) -> StaffSignIn:
@@ -53,12 +59,23 @@ class StaffService:
         now = self.ctx.clock()
         with self.ctx.db.write() as store:
             if account is None or not valid:
-                audit(store, now, AuditAction.STAFF_SIGNIN_FAILED, caller=caller,
-                      subject_id=account.id if account else None)
+                audit(
+                    store,
+                    now,
+                    AuditAction.STAFF_SIGNIN_FAILED,
+                    caller=caller,
+                    subject_id=account.id if account else None,
+                )
             else:
                 opened = self.sessions.open(store, SessionKind.STAFF, account.id, None, now)
-                audit(store, now, AuditAction.STAFF_SIGNIN_SUCCEEDED, caller=caller, subject_id=account.id,
-                      actor=("staff", account.id))
+                audit(
+                    store,
+                    now,
+                    AuditAction.STAFF_SIGNIN_SUCCEEDED,
+                    caller=caller,
+                    subject_id=account.id,
+                    actor=("staff", account.id),
+                )
         if account is None or not valid:
             raise InvalidCredentials()
         return StaffSignIn(account, opened.token)

@@ -122,8 +122,7 @@ class ProjectRepo(_Repo):
         """Point ``audiences`` at this project; False when another project holds one of them."""
         self.conn.execute(delete(project_audiences).where(project_audiences.c.project_id == project_id))
         return all(
-            self._insert_if_absent(project_audiences, {"audience": aud, "project_id": project_id})
-            for aud in audiences
+            self._insert_if_absent(project_audiences, {"audience": aud, "project_id": project_id}) for aud in audiences
         )
 
     def for_audience(self, audience: str) -> str | None:
@@ -145,9 +144,7 @@ class ProjectRepo(_Repo):
         return result.rowcount == 1
 
     def seats_used(self, project_id: str) -> int:
-        used = self.conn.execute(
-            select(seat_counters.c.used).where(seat_counters.c.project_id == project_id)
-        ).scalar()
+        used = self.conn.execute(select(seat_counters.c.used).where(seat_counters.c.project_id == project_id)).scalar()
         return int(used or 0)
 
 
@@ -251,7 +248,13 @@ class SessionRepo(_Repo):
         if row is None:
             return None
         return Session(
-            row.id, SessionKind(row.kind), row.project_id, row.subject_id, row.created_at, row.expires_at, row.revoked_at
+            row.id,
+            SessionKind(row.kind),
+            row.project_id,
+            row.subject_id,
+            row.created_at,
+            row.expires_at,
+            row.revoked_at,
         )
 
     def revoke(self, session_id: str, now: datetime) -> None:
@@ -308,9 +311,7 @@ class ApiKeyRepo(_Repo):
 class TokenIdRepo(_Repo):
     def consume(self, project_id: str, jti: str, expires_at: datetime | None) -> bool:
         """Mark ``jti`` used; False when it already was."""
-        return self._insert_if_absent(
-            used_token_ids, {"project_id": project_id, "jti": jti, "expires_at": expires_at}
-        )
+        return self._insert_if_absent(used_token_ids, {"project_id": project_id, "jti": jti, "expires_at": expires_at})
 
     def forget_expired(self, now: datetime) -> int:
         result = self.conn.execute(delete(used_token_ids).where(used_token_ids.c.expires_at < now))

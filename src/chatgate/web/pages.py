@@ -55,8 +55,12 @@ def routes(services: Services) -> list[BaseRoute]:
         project = await blocking(find_project, project_id)
         if project is None:
             if project_id is None:
-                return notice_page(404, "no_project", "Chatgate is running",
-                                   "No project exists yet. Create one with the API (see the README).")
+                return notice_page(
+                    404,
+                    "no_project",
+                    "Chatgate is running",
+                    "No project exists yet. Create one with the API (see the README).",
+                )
             return notice_page(404, "project_not_found", "Unknown chat", "This chat does not exist.")
         body = chat.substitute(
             title=html.escape(project.name),
@@ -76,8 +80,11 @@ def routes(services: Services) -> list[BaseRoute]:
         return RedirectResponse(url.replace(path=url.path + "/"), status_code=308)
 
     async def widget_js(_request: Request) -> Response:
-        return Response(widget, media_type="application/javascript",
-                        headers={"Cache-Control": "public, max-age=300", "X-Content-Type-Options": "nosniff"})
+        return Response(
+            widget,
+            media_type="application/javascript",
+            headers={"Cache-Control": "public, max-age=300", "X-Content-Type-Options": "nosniff"},
+        )
 
     return [
         Route("/", default_page, methods=["GET"]),

@@ -32,8 +32,24 @@ def endpoints(services: Services) -> list[Endpoint]:
         )
 
     return [
-        Endpoint("POST", "/v1/auth/signup", staff_signup, "Create a staff account", "staff",
-                 body=StaffSignUp, response=StaffSignUpOut, errors=(400, 409, 422, 429)),
-        Endpoint("POST", "/v1/auth/signin", staff_signin, "Sign a staff member in", "staff",
-                 body=SignIn, response=StaffSignInOut, errors=(400, 401, 422, 429)),
+        Endpoint(
+            "POST",
+            "/v1/auth/signup",
+            staff_signup,
+            "Create a staff account",
+            "staff",
+            body=StaffSignUp,
+            response=StaffSignUpOut,
+            errors=(400, 409, 422, 429),
+        ),
+        Endpoint(
+            "POST",
+            "/v1/auth/signin",
+            staff_signin,
+            "Sign a staff member in",
+            "staff",
+            body=SignIn,
+            response=StaffSignInOut,
+            errors=(400, 401, 422, 429),
+        ),
     ]

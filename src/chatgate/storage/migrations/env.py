@@ -12,7 +12,10 @@ connection = config.attributes.get("connection")
 
 if connection is None:
     # Invoked by the alembic CLI (e.g. ``alembic revision --autogenerate``).
-    engine = make_engine(config.attributes.get("database_url") or config.get_main_option("sqlalchemy.url"))
+    url = config.attributes.get("database_url") or config.get_main_option("sqlalchemy.url")
+    if not url:
+        raise SystemExit("set sqlalchemy.url (alembic -x) or run migrations through `chatgate migrate`")
+    engine = make_engine(str(url))
     with engine.begin() as conn:
         context.configure(connection=conn, target_metadata=metadata, render_as_batch=True)
         context.run_migrations()
