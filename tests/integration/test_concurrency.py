@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
+import threading
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
@@ -14,10 +15,18 @@ from jwt_tools import hs256, now
 pytestmark = pytest.mark.slow
 
 
-async def burst(server: Server, requests: list[tuple[str, dict[str, object]]]) -> list[httpx.Response]:
-    limits = httpx.Limits(max_connections=len(requests))
-    async with httpx.AsyncClient(base_url=server.url, timeout=60, limits=limits) as client:
-        return await asyncio.gather(*(client.post(path, json=body) for path, body in requests))
+def burst(server: Server, requests: list[tuple[str, dict[str, object]]]) -> list[httpx.Response]:
+    """Send all requests at the same moment: one thread each, released together by a barrier."""
+    start = threading.Barrier(len(requests))
+    limits = httpx.Limits(max_connections=len(requests), max_keepalive_connections=len(requests))
+    with httpx.Client(base_url=server.url, timeout=60, limits=limits) as client:
+
+        def send(request: tuple[str, dict[str, object]]) -> httpx.Response:
+            start.wait()
+            return client.post(request[0], json=request[1])
+
+        with ThreadPoolExecutor(max_workers=len(requests)) as pool:
+            return list(pool.map(send, requests))
 
 
 def test_seat_limit_race_creates_exactly_n_users(api: httpx.Client, server: Server, project: Project, db: Db) -> None:
@@ -27,7 +36,7 @@ def test_seat_limit_race_creates_exactly_n_users(api: httpx.Client, server: Serv
     requests = [
         (path, {"externalAuthCode": hs256(project.secret, {"user": {"id": f"racer-{i}"}})}) for i in range(attempts)
     ]
-    responses = asyncio.run(burst(server, requests))
+    responses = burst(server, requests)
     statuses = Counter(r.status_code for r in responses)
     assert statuses == {200: limit, 403: attempts - limit}, statuses
     assert all(r.json()["error"]["code"] == "seat_limit_reached" for r in responses if r.status_code == 403)
@@ -49,7 +58,7 @@ def test_simultaneous_first_logins_of_one_user_create_one_user(server: Server, p
         requests.append(
             (kustomer_path, {"jwtToken": hs256(project.secret, {"email": "same@example.com", "iat": now()})})
         )
-    responses = asyncio.run(burst(server, requests))
+    responses = burst(server, requests)
     assert [r.status_code for r in responses] == [200] * len(requests), [
         r.text for r in responses if r.status_code != 200
     ]
@@ -63,7 +72,7 @@ def test_simultaneous_first_logins_of_one_user_create_one_user(server: Server, p
 def test_the_same_jti_raced_is_used_once(server: Server, project: Project, db: Db) -> None:
     token = hs256(project.secret, {"user": {"id": "jti-racer"}, "jti": "race-1", "exp": now() + 300})
     path = f"/v1/projects/{project.id}/auth/external-code"
-    responses = asyncio.run(burst(server, [(path, {"externalAuthCode": token})] * 20))
+    responses = burst(server, [(path, {"externalAuthCode": token})] * 20)
     statuses = Counter(r.status_code for r in responses)
     assert statuses == {200: 1, 401: 19}, statuses
     assert all(r.json()["error"]["reason"] == "replayed" for r in responses if r.status_code == 401)
