@@ -30,8 +30,6 @@ from chatgate.settings import Settings
 from chatgate.storage.database import Database
 from chatgate.web import pages
 
-WORKER_THREADS = 64
-
 
 def build_services(settings: Settings) -> Services:
     master = load_or_create_server_key(settings.data_dir, settings.server_key)
@@ -78,7 +76,9 @@ def create_app(settings: Settings) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
-        anyio.to_thread.current_default_thread_limiter().total_tokens = WORKER_THREADS
+        # One worker thread per pooled connection (pool_size + the same overflow):
+        # a request never waits on the pool while holding a thread.
+        anyio.to_thread.current_default_thread_limiter().total_tokens = 2 * settings.db_pool_size
         try:
             yield
         finally:

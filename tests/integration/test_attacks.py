@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
 from conftest import Db, Project, Server, make_project
 from jwt_tools import b64, hs256, now, raw_token
@@ -68,6 +68,12 @@ def test_key_confusion_rs_public_key_used_as_hmac_secret(api: httpx.Client, proj
     private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     pem = private.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     assert_rejected(exchange(api, project, raw_token(HS, {"user": {"id": "eve"}}, pem)), "bad_signature")
+    ec_pem = (
+        ec.generate_private_key(ec.SECP256R1())
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    assert_rejected(exchange(api, project, raw_token(HS, {"user": {"id": "eve"}}, ec_pem)), "bad_signature")
     # And a genuine RS256 signature: the project's key pins HS256.
     header = b64(json.dumps({"alg": "RS256"}).encode())
     payload = b64(json.dumps({"user": {"id": "eve"}}).encode())
@@ -268,3 +274,19 @@ def test_replayed_jti_and_a_refused_login_consumes_nothing(api: httpx.Client, pr
     sessions = db.count("sessions")
     assert_rejected(exchange(api, project, token), "replayed")
     assert db.count("sessions") == sessions
+
+
+def test_nul_characters_are_refused_everywhere(api: httpx.Client, project: Project, counts: Counts) -> None:
+    assert_rejected(exchange(api, project, hs256(project.secret, {"user": {"id": "a\u0000b"}})), "malformed")
+    assert_rejected(
+        exchange(api, project, hs256(project.secret, {"user": {"id": "a", "note": "x\u0000"}})), "malformed"
+    )
+    r = api.post(
+        "/v1/auth/signup",
+        json={"email": "nul@example.com", "password": "long enough pass", "firstname": "a\u0000", "lastname": "b"},
+    )
+    assert r.status_code == 422 and "firstname" in r.json()["error"]["fields"]
+    auth = project.owner.auth
+    assert api.get(f"/v1/projects/{project.id}/users", params={"q": "a\u0000"}, headers=auth).status_code == 400
+    assert api.get(f"/v1/projects/{project.id}/users/a%00b", headers=auth).status_code == 400
+    assert counts.unchanged()

@@ -90,6 +90,9 @@ def strict_json_object(raw: bytes, what: str) -> dict[str, Any]:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise TokenRejected("malformed", f"The token {what} is not UTF-8.") from exc
+    # NUL cannot be stored (PostgreSQL text), and no honest claim carries one.
+    if "\\u0000" in text:
+        raise TokenRejected("malformed", f"The token {what} contains a NUL character.")
     # Cheap bound before parsing: nesting needs brackets.
     if text.count("[") + text.count("{") > 256:
         raise TokenRejected("malformed", f"The token {what} is nested too deeply.")

@@ -30,10 +30,27 @@ async def parse_body(request: Request, model: type[M], *, optional: bool = False
         raise MalformedJson() from exc
     if not isinstance(data, dict):
         raise MalformedJson()
+    nul = _nul_path(data)
+    if nul is not None:
+        raise ValidationFailed({nul: "must not contain NUL characters"})
     try:
         return model.model_validate(data)
     except ValidationError as exc:
         raise ValidationFailed(_fields(exc)) from exc
+
+
+def _nul_path(value: Any, path: str = "") -> str | None:
+    """Where a NUL character hides in a JSON value, if anywhere (PostgreSQL cannot store it)."""
+    if isinstance(value, str):
+        return (path or "body") if "\x00" in value else None
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        if isinstance(key, str) and "\x00" in key:
+            return path or "body"
+        found = _nul_path(item, f"{path}.{key}" if path else str(key))
+        if found is not None:
+            return found
+    return None
 
 
 def parse_query(params: dict[str, Any], model: type[M]) -> M:
