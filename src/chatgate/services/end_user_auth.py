@@ -72,20 +72,9 @@ class EndUserAuthService:
         visitor = NewEndUser(CreatedVia.ANONYMOUS, firstname=firstname, lastname=lastname, anonymous=True)
         now = self.ctx.clock()
         with self.ctx.db.write() as store:
-            user_id = new_id()
-            store.end_users.add_if_absent(user_id, project.id, visitor, now)
-            user = store.end_users.by_id(user_id)
-            assert user is not None
+            user = self._create(store, project, visitor, caller, now)
+            assert user is not None  # a visitor has no unique key to collide on
             opened = self.sessions.open(store, SessionKind.END_USER, user.id, project.id, now)
-            audit(
-                store,
-                now,
-                AuditAction.USER_CREATED,
-                caller=caller,
-                project_id=project.id,
-                subject_id=user.id,
-                via=CreatedVia.ANONYMOUS.value,
-            )
         return EndUserLogin(user, opened.token, True, 0)
 
     def sign_in_with_custom_token(self, token: str, caller: Caller, anonymous_token: str | None) -> EndUserLogin:
@@ -292,15 +281,22 @@ class EndUserAuthService:
     ) -> tuple[EndUser, bool]:
         if claim.new_user is None:
             raise UserNotFound()
+        created = self._create(store, project, claim.new_user, caller, now)
+        if created is not None:
+            return created, True
+        # Someone else holds a unique key: the same user logging in at the
+        # same moment (use theirs), or another user with this email.
+        existing = store.end_users.find(project.id, claim.lookup)
+        if existing is None:
+            raise IdentityConflict()
+        return existing, False
+
+    def _create(self, store: Store, project: Project, new: NewEndUser, caller: Caller, now: datetime) -> EndUser | None:
+        """Insert the user and, unless a visitor, take a seat; None when a unique key is already held."""
         user_id = new_id()
-        if not store.end_users.add_if_absent(user_id, project.id, claim.new_user, now):
-            # Someone else holds a unique key: the same user logging in at the
-            # same moment (use theirs), or another user with this email.
-            existing = store.end_users.find(project.id, claim.lookup)
-            if existing is None:
-                raise IdentityConflict()
-            return existing, False
-        if not store.projects.take_seat(project.id, effective_settings(project)["seat_limit"]):
+        if not store.end_users.add_if_absent(user_id, project.id, new, now):
+            return None
+        if not new.anonymous and not store.projects.take_seat(project.id, effective_settings(project)["seat_limit"]):
             raise SeatLimitReached()
         user = store.end_users.by_id(user_id)
         assert user is not None
@@ -311,9 +307,9 @@ class EndUserAuthService:
             caller=caller,
             project_id=project.id,
             subject_id=user.id,
-            via=claim.new_user.created_via.value,
+            via=new.created_via.value,
         )
-        return user, True
+        return user
 
     @staticmethod
     def _refresh(store: Store, user: EndUser, profile: NewEndUser | None, now: datetime) -> EndUser:
