@@ -33,10 +33,6 @@ class Settings:
     db_pool_size: int = 16
     password_hash_concurrency: int = 2
 
-    @property
-    def is_sqlite(self) -> bool:
-        return self.database_url.startswith("sqlite")
-
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env

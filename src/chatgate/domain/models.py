@@ -31,7 +31,6 @@ class SessionKind(enum.StrEnum):
     END_USER = "end_user"
 
 
-API_KEY_ROLES = frozenset({"org.admin", "org.user"})
 
 
 @dataclass(frozen=True)

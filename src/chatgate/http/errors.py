@@ -26,7 +26,6 @@ def error_response(exc: DomainError) -> Response:
     headers = {}
     if isinstance(exc, RateLimited):
         headers["Retry-After"] = str(exc.retry_after)
-        extra = {k: v for k, v in extra.items() if k != "retryAfter"} | {"retryAfter": exc.retry_after}
     return Response(
         error_body(exc.code, exc.message, extra),
         status_code=exc.status,

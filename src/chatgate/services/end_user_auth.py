@@ -82,7 +82,7 @@ class EndUserAuthService:
         try:
             project = self._project_for_audience(unverified_claims(token))
         except TokenRejected as rejection:
-            self._record_rejection(None, rejection, caller, "custom_token")
+            self._record_refusal(None, rejection, caller, "custom_token")
             raise
         self._require_method(project, "external_jwt")
         claim = self._verify(project, token, caller, "custom_token", lambda claims, _now: dialects.custom_token(claims))
@@ -228,21 +228,8 @@ class EndUserAuthService:
             dialects.check_times(claims, now, dialects.TimePolicy(settings["leeway_seconds"], settings["require_exp"]))
             return dialect(claims, now)
         except TokenRejected as rejection:
-            self._record_rejection(project.id, rejection, caller, method)
+            self._record_refusal(project.id, rejection, caller, method)
             raise
-
-    def _record_rejection(self, project_id: str | None, rejection: TokenRejected, caller: Caller, method: str) -> None:
-        now = self.ctx.clock()
-        with self.ctx.db.write() as store:
-            audit(
-                store,
-                now,
-                AuditAction.TOKEN_REJECTED,
-                caller=caller,
-                project_id=project_id,
-                reason=rejection.reason,
-                method=method,
-            )
 
     def _log_in(self, attempt: _Attempt, caller: Caller, must_create: bool = False) -> EndUserLogin:
         """Find or create the user, consume the jti, merge the visitor and open a session: one transaction."""
@@ -357,7 +344,7 @@ class EndUserAuthService:
         )
         return moved
 
-    def _record_refusal(self, project_id: str, refusal: DomainError, caller: Caller, method: str) -> None:
+    def _record_refusal(self, project_id: str | None, refusal: DomainError, caller: Caller, method: str) -> None:
         now = self.ctx.clock()
         action = {
             TokenRejected: AuditAction.TOKEN_REJECTED,

@@ -9,7 +9,7 @@ from chatgate.crypto.secrets import api_key_prefix, hash_api_key, new_api_key, n
 from chatgate.crypto.tokens import VerificationKey
 from chatgate.domain.audit import AuditAction
 from chatgate.domain.ids import new_id
-from chatgate.domain.models import API_KEY_ROLES, ApiKey, Project, Role
+from chatgate.domain.models import ApiKey, Project
 from chatgate.errors import ApiKeyNotFound, Forbidden, InvalidApiKey, TokenRejected
 from chatgate.services.context import Caller, ServiceContext, audit
 from chatgate.services.projects import require_role
@@ -136,10 +136,3 @@ class KeyService:
         if forbidden:
             raise Forbidden("This API key needs both the org.admin and org.user roles.")
         return secret
-
-
-def valid_roles(roles: list[str]) -> bool:
-    return bool(roles) and set(roles) <= API_KEY_ROLES
-
-
-__all__ = ["KeyService", "Role", "valid_roles"]

@@ -16,7 +16,7 @@ from chatgate.errors import (
     ProjectNotFound,
     UserNotFound,
 )
-from chatgate.services.context import Caller, Principal, ServiceContext, audit
+from chatgate.services.context import Caller, ServiceContext, audit
 from chatgate.storage.repositories import Store
 
 MANAGERS = frozenset({Role.OWNER, Role.ADMIN})
@@ -123,6 +123,3 @@ class ProjectService:
 
 def effective_settings(project: Project) -> dict[str, Any]:
     return project_settings.with_defaults(project.settings)
-
-
-__all__ = ["MANAGERS", "Principal", "ProjectService", "effective_settings", "require_role"]
