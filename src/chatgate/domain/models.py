@@ -31,8 +31,6 @@ class SessionKind(enum.StrEnum):
     END_USER = "end_user"
 
 
-
-
 @dataclass(frozen=True)
 class StaffAccount:
     id: str

@@ -6,8 +6,11 @@ hop per request instead of one per statement.
 
 from __future__ import annotations
 
+import fcntl
+import os
+import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -31,15 +34,18 @@ def make_engine(url: str, pool_size: int = 16) -> Engine:
         database = make_url(url).database
         if database and database != ":memory:":
             Path(database).parent.mkdir(parents=True, exist_ok=True)
+        # Connections are cheap to keep and costly to open (WAL set-up), so the
+        # pool holds one per worker thread and never churns.
         engine = create_engine(
             url,
-            pool_size=pool_size,
-            max_overflow=pool_size,
+            pool_size=2 * pool_size,
+            max_overflow=0,
+            pool_timeout=60,
             connect_args={"check_same_thread": False, "timeout": 30},
         )
         _configure_sqlite(engine)
         return engine
-    return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=False)
+    return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_timeout=60)
 
 
 def _configure_sqlite(engine: Engine) -> None:
@@ -62,16 +68,42 @@ def _configure_sqlite(engine: Engine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
+class SqliteWriterLock:
+    """Queue SQLite writers in the kernel instead of in SQLite's busy handler.
+
+    SQLite has one writer at a time; its busy handler makes the others sleep
+    1, 2, 5 … 100 ms and retry, which under load turns a 0.3 ms transaction
+    into a 100 ms wait. A thread lock orders this process's writers and an
+    flock on a file beside the database orders the processes, so each writer
+    wakes the moment the previous one commits.
+    """
+
+    def __init__(self, database_file: str) -> None:
+        self._threads = threading.Lock()
+        self._fd = os.open(f"{database_file}.write-lock", os.O_RDWR | os.O_CREAT, 0o600)
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        with self._threads:
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+
 class Database:
     def __init__(self, url: str, pool_size: int = 16) -> None:
         self.url = normalize_url(url)
         self.engine = make_engine(self.url, pool_size)
         self.dialect = self.engine.dialect.name
+        database_file = make_url(self.url).database if self.dialect == "sqlite" else None
+        self._writer_lock = SqliteWriterLock(database_file) if database_file and database_file != ":memory:" else None
 
     @contextmanager
     def write(self) -> Iterator[Store]:
         """One transaction that may write; committed when the block ends without error."""
-        with self.engine.connect() as conn:
+        with self._writer_lock.held() if self._writer_lock else nullcontext(), self.engine.connect() as conn:
             conn.execution_options(chatgate_write=True)
             with conn.begin():
                 yield Store(conn, self.dialect)
