@@ -7,7 +7,6 @@ from contextlib import asynccontextmanager
 from importlib.metadata import version
 
 import anyio.to_thread
-from sqlalchemy import text
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -63,7 +62,7 @@ def create_app(settings: Settings) -> Starlette:
     async def healthz(_request: Request) -> Response:
         def ping() -> None:
             with services.ctx.db.read() as store:
-                store.projects.conn.execute(text("SELECT 1"))
+                store.sql.scalar("SELECT 1")
 
         await blocking(ping)
         return json({"status": "ok"})

@@ -14,10 +14,11 @@ from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
 from chatgate.storage.repositories import Store
+from chatgate.storage.sql import Sql
 
 
 def normalize_url(url: str) -> str:
@@ -51,7 +52,8 @@ def make_engine(url: str, pool_size: int = 16) -> Engine:
 def _configure_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "connect")
     def on_connect(dbapi_connection: Any, _record: Any) -> None:
-        # Let us issue BEGIN ourselves, so writers can take the lock up front.
+        # Autocommit at the driver: Database opens each transaction itself, so
+        # writers can take the lock up front (BEGIN IMMEDIATE).
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
@@ -59,13 +61,6 @@ def _configure_sqlite(engine: Engine) -> None:
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.close()
-
-    @event.listens_for(engine, "begin")
-    def on_begin(conn: Connection) -> None:
-        # BEGIN IMMEDIATE for writes: a deferred transaction that later writes
-        # can fail at once with "database is locked" instead of waiting its turn.
-        immediate = conn.get_execution_options().get("chatgate_write", False)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
 class SqliteWriterLock:
@@ -103,15 +98,29 @@ class Database:
     @contextmanager
     def write(self) -> Iterator[Store]:
         """One transaction that may write; committed when the block ends without error."""
-        with self._writer_lock.held() if self._writer_lock else nullcontext(), self.engine.connect() as conn:
-            conn.execution_options(chatgate_write=True)
-            with conn.begin():
-                yield Store(conn, self.dialect)
+        lock = self._writer_lock.held() if self._writer_lock else nullcontext()
+        with lock, self._transaction("BEGIN IMMEDIATE") as store:
+            yield store
 
     @contextmanager
     def read(self) -> Iterator[Store]:
-        with self.engine.connect() as conn, conn.begin():
-            yield Store(conn, self.dialect)
+        with self._transaction("BEGIN") as store:
+            yield store
+
+    @contextmanager
+    def _transaction(self, sqlite_begin: str) -> Iterator[Store]:
+        raw = self.engine.raw_connection()
+        try:
+            if self.dialect == "sqlite":
+                raw.cursor().execute(sqlite_begin)  # autocommit driver: we open the transaction
+            try:
+                yield Store(Sql(raw, self.dialect))
+            except BaseException:
+                raw.rollback()
+                raise
+            raw.commit()
+        finally:
+            raw.close()
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -11,9 +11,6 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, Table, and_, delete, func, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
-
 from chatgate.domain.identity import Lookup
 from chatgate.domain.models import (
     ApiKey,
@@ -28,130 +25,168 @@ from chatgate.domain.models import (
     SessionKind,
     StaffAccount,
 )
-from chatgate.storage.tables import (
-    api_keys,
-    audit_events,
-    end_users,
-    memberships,
-    project_audiences,
-    projects,
-    seat_counters,
-    sessions,
-    staff_accounts,
-    used_token_ids,
-)
+from chatgate.storage.sql import Sql
 
 
 class _Repo:
-    def __init__(self, conn: Connection, dialect: str) -> None:
-        self.conn = conn
-        self.dialect = dialect
+    def __init__(self, sql: Sql) -> None:
+        self.sql = sql
 
-    def _insert_if_absent(self, table: Table, values: Mapping[str, Any]) -> bool:
+    def _insert_if_absent(self, table: str, key: str, values: Mapping[str, Any]) -> bool:
         """Insert unless a unique key already holds; True when this call inserted."""
-        make = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
-        key = next(iter(table.primary_key.columns))
+        columns = ", ".join(values)
+        params = ", ".join(f":{name}" for name in values)
         # RETURNING, not rowcount: drivers disagree on rowcount for this statement.
-        inserted = self.conn.execute(make(table).values(**values).on_conflict_do_nothing().returning(key))
-        return inserted.first() is not None
+        inserted = self.sql.one(
+            f"INSERT INTO {table} ({columns}) VALUES ({params}) ON CONFLICT DO NOTHING RETURNING {key}",  # noqa: S608
+            **values,
+        )
+        return inserted is not None
 
 
 class StaffRepo(_Repo):
-    def add(self, account: StaffAccount) -> bool:
-        return self._insert_if_absent(staff_accounts, _staff_values(account))
+    def add(self, a: StaffAccount) -> bool:
+        return self._insert_if_absent(
+            "staff_accounts",
+            "id",
+            {
+                "id": a.id,
+                "email": a.email,
+                "firstname": a.firstname,
+                "lastname": a.lastname,
+                "email_verified": a.email_verified,
+                "password_hash": a.password_hash,
+                "created_at": a.created_at,
+                "updated_at": a.updated_at,
+            },
+        )
 
     def by_email(self, email: str) -> StaffAccount | None:
-        row = self.conn.execute(select(staff_accounts).where(staff_accounts.c.email == email)).first()
-        return _staff(row) if row else None
+        return self._staff(self.sql.one("SELECT * FROM staff_accounts WHERE email = :email", email=email))
 
     def by_id(self, staff_id: str) -> StaffAccount | None:
-        row = self.conn.execute(select(staff_accounts).where(staff_accounts.c.id == staff_id)).first()
-        return _staff(row) if row else None
+        return self._staff(self.sql.one("SELECT * FROM staff_accounts WHERE id = :id", id=staff_id))
+
+    def _staff(self, r: dict[str, Any] | None) -> StaffAccount | None:
+        if r is None:
+            return None
+        when = self.sql.when
+        return StaffAccount(
+            r["id"],
+            r["email"],
+            r["firstname"],
+            r["lastname"],
+            bool(r["email_verified"]),
+            r["password_hash"],
+            when(r["created_at"]),  # type: ignore[arg-type]
+            when(r["updated_at"]),  # type: ignore[arg-type]
+        )
 
 
 class ProjectRepo(_Repo):
     def add(self, project: Project, owner_id: str, now: datetime) -> None:
-        self.conn.execute(
-            projects.insert().values(
-                id=project.id,
-                name=project.name,
-                settings=project.settings,
-                secret_sealed=project.secret_ciphertext,
-                created_at=project.created_at,
-                updated_at=project.created_at,
-            )
+        self.sql.run(
+            "INSERT INTO projects (id, name, settings, secret_sealed, created_at, updated_at)"
+            " VALUES (:id, :name, :settings, :sealed, :now, :now)",
+            id=project.id,
+            name=project.name,
+            settings=project.settings,
+            sealed=project.secret_ciphertext,
+            now=project.created_at,
         )
-        self.conn.execute(seat_counters.insert().values(project_id=project.id, used=0))
+        self.sql.run("INSERT INTO seat_counters (project_id, used) VALUES (:id, 0)", id=project.id)
         self.add_member(project.id, owner_id, Role.OWNER, now)
 
     def add_member(self, project_id: str, staff_id: str, role: Role, now: datetime) -> bool:
         return self._insert_if_absent(
-            memberships, {"project_id": project_id, "staff_id": staff_id, "role": role.value, "created_at": now}
+            "memberships",
+            "project_id",
+            {"project_id": project_id, "staff_id": staff_id, "role": role.value, "created_at": now},
         )
 
     def get(self, project_id: str) -> Project | None:
-        row = self.conn.execute(select(projects).where(projects.c.id == project_id)).first()
-        return _project(row) if row else None
+        return self._project(self.sql.one("SELECT * FROM projects WHERE id = :id", id=project_id))
 
     def oldest(self) -> Project | None:
-        row = self.conn.execute(select(projects).order_by(projects.c.created_at, projects.c.id).limit(1)).first()
-        return _project(row) if row else None
+        return self._project(self.sql.one("SELECT * FROM projects ORDER BY created_at, id LIMIT 1"))
 
     def for_staff(self, staff_id: str) -> list[tuple[Project, Role]]:
-        rows = self.conn.execute(
-            select(projects, memberships.c.role)
-            .join(memberships, memberships.c.project_id == projects.c.id)
-            .where(memberships.c.staff_id == staff_id)
-            .order_by(projects.c.created_at, projects.c.id)
-        ).all()
-        return [(_project(row), Role(row.role)) for row in rows]
+        rows = self.sql.all(
+            "SELECT p.*, m.role AS member_role FROM projects p JOIN memberships m ON m.project_id = p.id"
+            " WHERE m.staff_id = :staff ORDER BY p.created_at, p.id",
+            staff=staff_id,
+        )
+        return [(self._project(r), Role(r["member_role"])) for r in rows]  # type: ignore[misc]
 
     def membership(self, project_id: str, staff_id: str) -> Membership | None:
-        row = self.conn.execute(
-            select(memberships).where(memberships.c.project_id == project_id, memberships.c.staff_id == staff_id)
-        ).first()
-        return Membership(row.project_id, row.staff_id, Role(row.role)) if row else None
+        role = self.sql.scalar(
+            "SELECT role FROM memberships WHERE project_id = :p AND staff_id = :s", p=project_id, s=staff_id
+        )
+        return Membership(project_id, staff_id, Role(role)) if role else None
 
     def update(self, project_id: str, now: datetime, *, name: str | None, settings: dict[str, Any]) -> None:
-        values: dict[str, Any] = {"settings": settings, "updated_at": now}
-        if name is not None:
-            values["name"] = name
-        self.conn.execute(update(projects).where(projects.c.id == project_id).values(**values))
+        self.sql.run(
+            "UPDATE projects SET settings = :settings, updated_at = :now, name = COALESCE(:name, name) WHERE id = :id",
+            settings=settings,
+            now=now,
+            name=name,
+            id=project_id,
+        )
 
     def replace_audiences(self, project_id: str, audiences: Sequence[str]) -> bool:
         """Point ``audiences`` at this project; False when another project holds one of them."""
-        self.conn.execute(delete(project_audiences).where(project_audiences.c.project_id == project_id))
+        self.sql.run("DELETE FROM project_audiences WHERE project_id = :id", id=project_id)
         return all(
-            self._insert_if_absent(project_audiences, {"audience": aud, "project_id": project_id}) for aud in audiences
+            self._insert_if_absent("project_audiences", "audience", {"audience": aud, "project_id": project_id})
+            for aud in audiences
         )
 
     def for_audience(self, audience: str) -> str | None:
-        return self.conn.execute(
-            select(project_audiences.c.project_id).where(project_audiences.c.audience == audience)
-        ).scalar()
+        found = self.sql.scalar("SELECT project_id FROM project_audiences WHERE audience = :aud", aud=audience)
+        return str(found) if found else None
 
     def set_secret(self, project_id: str, sealed: bytes, now: datetime) -> None:
-        self.conn.execute(
-            update(projects).where(projects.c.id == project_id).values(secret_sealed=sealed, updated_at=now)
+        self.sql.run(
+            "UPDATE projects SET secret_sealed = :sealed, updated_at = :now WHERE id = :id",
+            sealed=sealed,
+            now=now,
+            id=project_id,
         )
 
     def take_seat(self, project_id: str, limit: int | None) -> bool:
         """Count one more identified user, unless that would pass ``limit``."""
-        condition = seat_counters.c.project_id == project_id
-        if limit is not None:
-            condition = and_(condition, seat_counters.c.used < limit)
-        result = self.conn.execute(update(seat_counters).where(condition).values(used=seat_counters.c.used + 1))
-        return result.rowcount == 1
+        changed = self.sql.run(
+            "UPDATE seat_counters SET used = used + 1 WHERE project_id = :id"
+            " AND (CAST(:limit AS INTEGER) IS NULL OR used < :limit)",
+            id=project_id,
+            limit=limit,
+        )
+        return changed == 1
 
     def seats_used(self, project_id: str) -> int:
-        used = self.conn.execute(select(seat_counters.c.used).where(seat_counters.c.project_id == project_id)).scalar()
-        return int(used or 0)
+        return int(self.sql.scalar("SELECT used FROM seat_counters WHERE project_id = :id", id=project_id) or 0)
+
+    def _project(self, r: dict[str, Any] | None) -> Project | None:
+        if r is None:
+            return None
+        sealed = r["secret_sealed"]
+        return Project(
+            r["id"],
+            r["name"],
+            self.sql.when(r["created_at"]),  # type: ignore[arg-type]
+            dict(self.sql.document(r["settings"])),
+            bytes(sealed) if sealed is not None else None,
+        )
+
+
+_LOOKUP_COLUMN = {"external_id": "external_id", "email": "email"}
 
 
 class EndUserRepo(_Repo):
     def add_if_absent(self, user_id: str, project_id: str, new: NewEndUser, now: datetime) -> bool:
         return self._insert_if_absent(
-            end_users,
+            "end_users",
+            "id",
             {
                 "id": user_id,
                 "project_id": project_id,
@@ -169,37 +204,41 @@ class EndUserRepo(_Repo):
         )
 
     def find(self, project_id: str, lookup: Lookup) -> EndUser | None:
-        c = end_users.c
-        if lookup.by == "external_id":
-            condition = c.external_id == lookup.value
-        elif lookup.by == "email":
-            condition = c.email == lookup.value
-        else:
+        if lookup.by == "external_id_or_id":
             # TypingMind "id": the customer's id first, then Chatgate's own.
-            found = self.find(project_id, Lookup("external_id", lookup.value))
-            if found is not None:
-                return found
-            condition = c.id == lookup.value
-        row = self.conn.execute(select(end_users).where(c.project_id == project_id, condition)).first()
-        return _end_user(row) if row else None
+            return self.find(project_id, Lookup("external_id", lookup.value)) or self._user(
+                self.sql.one("SELECT * FROM end_users WHERE project_id = :p AND id = :v", p=project_id, v=lookup.value)
+            )
+        column = _LOOKUP_COLUMN[lookup.by]
+        return self._user(
+            self.sql.one(
+                f"SELECT * FROM end_users WHERE project_id = :p AND {column} = :v",  # noqa: S608
+                p=project_id,
+                v=lookup.value,
+            )
+        )
 
     def get(self, project_id: str, user_id: str) -> EndUser | None:
         return self.find(project_id, Lookup("external_id_or_id", user_id))
 
     def by_id(self, user_id: str) -> EndUser | None:
-        row = self.conn.execute(select(end_users).where(end_users.c.id == user_id)).first()
-        return _end_user(row) if row else None
+        return self._user(self.sql.one("SELECT * FROM end_users WHERE id = :id", id=user_id))
 
     def seen(self, user_id: str, now: datetime, changes: Mapping[str, Any]) -> None:
-        self.conn.execute(update(end_users).where(end_users.c.id == user_id).values(last_seen_at=now, **changes))
+        assignments = "".join(f", {column} = :{column}" for column in changes)
+        self.sql.run(
+            f"UPDATE end_users SET last_seen_at = :now{assignments} WHERE id = :id",  # noqa: S608
+            now=now,
+            id=user_id,
+            **changes,
+        )
 
     def email_owner(self, project_id: str, email: str) -> str | None:
-        return self.conn.execute(
-            select(end_users.c.id).where(end_users.c.project_id == project_id, end_users.c.email == email)
-        ).scalar()
+        found = self.sql.scalar("SELECT id FROM end_users WHERE project_id = :p AND email = :e", p=project_id, e=email)
+        return str(found) if found else None
 
     def mark_merged(self, user_id: str, into_id: str) -> None:
-        self.conn.execute(update(end_users).where(end_users.c.id == user_id).values(merged_into=into_id))
+        self.sql.run("UPDATE end_users SET merged_into = :into WHERE id = :id", into=into_id, id=user_id)
 
     def page(
         self,
@@ -210,142 +249,196 @@ class EndUserRepo(_Repo):
         limit: int,
         after: str | None,
     ) -> list[EndUser]:
-        c = end_users.c
-        stmt = select(end_users).where(c.project_id == project_id, c.merged_into.is_(None))
+        where = ["project_id = :p", "merged_into IS NULL"]
+        params: dict[str, Any] = {"p": project_id, "limit": limit}
         if created_via is not None:
-            stmt = stmt.where(c.created_via == created_via.value)
+            where.append("created_via = :via")
+            params["via"] = created_via.value
         if query:
-            pattern = "%" + query.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-            stmt = stmt.where(
-                or_(
-                    func.lower(c.email).like(pattern, escape="\\"),
-                    func.lower(c.external_id).like(pattern, escape="\\"),
-                    func.lower(c.firstname).like(pattern, escape="\\"),
-                    func.lower(c.lastname).like(pattern, escape="\\"),
+            params["pattern"] = "%" + query.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            where.append(
+                "("
+                + " OR ".join(
+                    f"LOWER({c}) LIKE :pattern ESCAPE '\\'" for c in ("email", "external_id", "firstname", "lastname")
                 )
+                + ")"
             )
         if after:
-            stmt = stmt.where(c.id > after)
-        rows = self.conn.execute(stmt.order_by(c.id).limit(limit)).all()
-        return [_end_user(row) for row in rows]
+            where.append("id > :after")
+            params["after"] = after
+        rows = self.sql.all(
+            f"SELECT * FROM end_users WHERE {' AND '.join(where)} ORDER BY id LIMIT :limit",  # noqa: S608
+            **params,
+        )
+        return [self._user(r) for r in rows]  # type: ignore[misc]
+
+    def _user(self, r: dict[str, Any] | None) -> EndUser | None:
+        if r is None:
+            return None
+        return EndUser(
+            id=r["id"],
+            project_id=r["project_id"],
+            external_id=r["external_id"],
+            email=r["email"],
+            firstname=r["firstname"],
+            lastname=r["lastname"],
+            anonymous=bool(r["anonymous"]),
+            created_via=CreatedVia(r["created_via"]),
+            metadata=dict(self.sql.document(r["metadata"])),
+            created_at=self.sql.when(r["created_at"]),  # type: ignore[arg-type]
+            last_seen_at=self.sql.when(r["last_seen_at"]),
+            password_hash=r["password_hash"],
+        )
 
 
 class SessionRepo(_Repo):
-    def add(self, session: Session) -> None:
-        self.conn.execute(
-            sessions.insert().values(
-                id=session.id,
-                kind=session.kind.value,
-                project_id=session.project_id,
-                subject_id=session.subject_id,
-                created_at=session.created_at,
-                expires_at=session.expires_at,
-            )
+    def add(self, s: Session) -> None:
+        self.sql.run(
+            "INSERT INTO sessions (id, kind, project_id, subject_id, created_at, expires_at)"
+            " VALUES (:id, :kind, :project_id, :subject_id, :created_at, :expires_at)",
+            id=s.id,
+            kind=s.kind.value,
+            project_id=s.project_id,
+            subject_id=s.subject_id,
+            created_at=s.created_at,
+            expires_at=s.expires_at,
         )
 
     def get(self, session_id: str) -> Session | None:
-        row = self.conn.execute(select(sessions).where(sessions.c.id == session_id)).first()
-        if row is None:
+        r = self.sql.one("SELECT * FROM sessions WHERE id = :id", id=session_id)
+        if r is None:
             return None
+        when = self.sql.when
         return Session(
-            row.id,
-            SessionKind(row.kind),
-            row.project_id,
-            row.subject_id,
-            row.created_at,
-            row.expires_at,
-            row.revoked_at,
+            r["id"],
+            SessionKind(r["kind"]),
+            r["project_id"],
+            r["subject_id"],
+            when(r["created_at"]),  # type: ignore[arg-type]
+            when(r["expires_at"]),  # type: ignore[arg-type]
+            when(r["revoked_at"]),
         )
 
     def revoke(self, session_id: str, now: datetime) -> None:
-        self.conn.execute(
-            update(sessions).where(sessions.c.id == session_id, sessions.c.revoked_at.is_(None)).values(revoked_at=now)
+        self.sql.run(
+            "UPDATE sessions SET revoked_at = :now WHERE id = :id AND revoked_at IS NULL", now=now, id=session_id
         )
 
     def revoke_subject(self, subject_id: str, now: datetime) -> int:
-        result = self.conn.execute(
-            update(sessions)
-            .where(sessions.c.subject_id == subject_id, sessions.c.revoked_at.is_(None))
-            .values(revoked_at=now)
+        return self.sql.run(
+            "UPDATE sessions SET revoked_at = :now WHERE subject_id = :id AND revoked_at IS NULL",
+            now=now,
+            id=subject_id,
         )
-        return result.rowcount
 
 
 class ApiKeyRepo(_Repo):
-    def add(self, key: ApiKey) -> None:
-        self.conn.execute(
-            api_keys.insert().values(
-                id=key.id,
-                project_id=key.project_id,
-                name=key.name,
-                roles=list(key.roles),
-                prefix=key.prefix,
-                key_hash=key.key_hash,
-                created_at=key.created_at,
-                expires_at=key.expires_at,
-            )
+    def add(self, k: ApiKey) -> None:
+        self.sql.run(
+            "INSERT INTO api_keys (id, project_id, name, roles, prefix, key_hash, created_at, expires_at)"
+            " VALUES (:id, :project_id, :name, :roles, :prefix, :key_hash, :created_at, :expires_at)",
+            id=k.id,
+            project_id=k.project_id,
+            name=k.name,
+            roles=list(k.roles),
+            prefix=k.prefix,
+            key_hash=k.key_hash,
+            created_at=k.created_at,
+            expires_at=k.expires_at,
         )
 
     def by_prefix(self, prefix: str) -> ApiKey | None:
-        row = self.conn.execute(select(api_keys).where(api_keys.c.prefix == prefix)).first()
-        return _api_key(row) if row else None
+        return self._key(self.sql.one("SELECT * FROM api_keys WHERE prefix = :prefix", prefix=prefix))
 
     def for_project(self, project_id: str) -> list[ApiKey]:
-        rows = self.conn.execute(
-            select(api_keys).where(api_keys.c.project_id == project_id).order_by(api_keys.c.id)
-        ).all()
-        return [_api_key(row) for row in rows]
+        rows = self.sql.all("SELECT * FROM api_keys WHERE project_id = :p ORDER BY id", p=project_id)
+        return [self._key(r) for r in rows]  # type: ignore[misc]
 
     def revoke(self, project_id: str, key_id: str, now: datetime) -> bool:
-        result = self.conn.execute(
-            update(api_keys)
-            .where(api_keys.c.project_id == project_id, api_keys.c.id == key_id, api_keys.c.revoked_at.is_(None))
-            .values(revoked_at=now)
+        changed = self.sql.run(
+            "UPDATE api_keys SET revoked_at = :now WHERE project_id = :p AND id = :id AND revoked_at IS NULL",
+            now=now,
+            p=project_id,
+            id=key_id,
         )
-        return result.rowcount == 1
+        return changed == 1
 
     def used(self, key_id: str, now: datetime) -> None:
-        self.conn.execute(update(api_keys).where(api_keys.c.id == key_id).values(last_used_at=now))
+        self.sql.run("UPDATE api_keys SET last_used_at = :now WHERE id = :id", now=now, id=key_id)
+
+    def _key(self, r: dict[str, Any] | None) -> ApiKey | None:
+        if r is None:
+            return None
+        when = self.sql.when
+        return ApiKey(
+            r["id"],
+            r["project_id"],
+            r["name"],
+            tuple(self.sql.document(r["roles"])),
+            r["prefix"],
+            r["key_hash"],
+            when(r["created_at"]),  # type: ignore[arg-type]
+            when(r["expires_at"]),
+            when(r["revoked_at"]),
+            when(r["last_used_at"]),
+        )
 
 
 class TokenIdRepo(_Repo):
     def consume(self, project_id: str, jti: str, expires_at: datetime | None) -> bool:
         """Mark ``jti`` used; False when it already was."""
-        return self._insert_if_absent(used_token_ids, {"project_id": project_id, "jti": jti, "expires_at": expires_at})
+        return self._insert_if_absent(
+            "used_token_ids", "jti", {"project_id": project_id, "jti": jti, "expires_at": expires_at}
+        )
 
     def forget_expired(self, now: datetime) -> int:
-        result = self.conn.execute(delete(used_token_ids).where(used_token_ids.c.expires_at < now))
-        return result.rowcount
+        return self.sql.run("DELETE FROM used_token_ids WHERE expires_at < :now", now=now)
 
 
 class AuditRepo(_Repo):
-    def add(self, event: AuditEvent) -> None:
-        self.conn.execute(
-            audit_events.insert().values(
-                id=event.id,
-                at=event.at,
-                action=event.action,
-                project_id=event.project_id,
-                actor_type=event.actor_type,
-                actor_id=event.actor_id,
-                subject_id=event.subject_id,
-                ip=event.ip,
-                reason=event.reason,
-                details=event.details,
-            )
+    def add(self, e: AuditEvent) -> None:
+        self.sql.run(
+            "INSERT INTO audit_events (id, at, action, project_id, actor_type, actor_id, subject_id, ip, reason,"
+            " details) VALUES (:id, :at, :action, :project_id, :actor_type, :actor_id, :subject_id, :ip, :reason,"
+            " :details)",
+            id=e.id,
+            at=e.at,
+            action=e.action,
+            project_id=e.project_id,
+            actor_type=e.actor_type,
+            actor_id=e.actor_id,
+            subject_id=e.subject_id,
+            ip=e.ip,
+            reason=e.reason,
+            details=e.details,
         )
 
     def page(self, project_id: str, *, action: str | None, limit: int, before: str | None) -> list[AuditEvent]:
-        c = audit_events.c
-        stmt = select(audit_events).where(c.project_id == project_id)
+        where = ["project_id = :p"]
+        params: dict[str, Any] = {"p": project_id, "limit": limit}
         if action:
-            stmt = stmt.where(c.action == action)
+            where.append("action = :action")
+            params["action"] = action
         if before:
-            stmt = stmt.where(c.id < before)
-        rows = self.conn.execute(stmt.order_by(c.id.desc()).limit(limit)).all()
+            where.append("id < :before")
+            params["before"] = before
+        rows = self.sql.all(
+            f"SELECT * FROM audit_events WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT :limit",  # noqa: S608
+            **params,
+        )
+        when = self.sql.when
         return [
             AuditEvent(
-                r.id, r.at, r.action, r.project_id, r.actor_type, r.actor_id, r.subject_id, r.ip, r.reason, r.details
+                r["id"],
+                when(r["at"]),  # type: ignore[arg-type]
+                r["action"],
+                r["project_id"],
+                r["actor_type"],
+                r["actor_id"],
+                r["subject_id"],
+                r["ip"],
+                r["reason"],
+                dict(self.sql.document(r["details"])),
             )
             for r in rows
         ]
@@ -354,66 +447,12 @@ class AuditRepo(_Repo):
 class Store:
     """The repositories of one transaction."""
 
-    def __init__(self, conn: Connection, dialect: str) -> None:
-        self.staff = StaffRepo(conn, dialect)
-        self.projects = ProjectRepo(conn, dialect)
-        self.end_users = EndUserRepo(conn, dialect)
-        self.sessions = SessionRepo(conn, dialect)
-        self.api_keys = ApiKeyRepo(conn, dialect)
-        self.token_ids = TokenIdRepo(conn, dialect)
-        self.audit = AuditRepo(conn, dialect)
-
-
-def _staff_values(a: StaffAccount) -> dict[str, Any]:
-    return {
-        "id": a.id,
-        "email": a.email,
-        "firstname": a.firstname,
-        "lastname": a.lastname,
-        "email_verified": a.email_verified,
-        "password_hash": a.password_hash,
-        "created_at": a.created_at,
-        "updated_at": a.updated_at,
-    }
-
-
-def _staff(r: Row[Any]) -> StaffAccount:
-    return StaffAccount(
-        r.id, r.email, r.firstname, r.lastname, r.email_verified, r.password_hash, r.created_at, r.updated_at
-    )
-
-
-def _project(r: Row[Any]) -> Project:
-    return Project(r.id, r.name, r.created_at, dict(r.settings), r.secret_sealed)
-
-
-def _end_user(r: Row[Any]) -> EndUser:
-    return EndUser(
-        id=r.id,
-        project_id=r.project_id,
-        external_id=r.external_id,
-        email=r.email,
-        firstname=r.firstname,
-        lastname=r.lastname,
-        anonymous=r.anonymous,
-        created_via=CreatedVia(r.created_via),
-        metadata=dict(r._mapping["metadata"]),
-        created_at=r.created_at,
-        last_seen_at=r.last_seen_at,
-        password_hash=r.password_hash,
-    )
-
-
-def _api_key(r: Row[Any]) -> ApiKey:
-    return ApiKey(
-        r.id,
-        r.project_id,
-        r.name,
-        tuple(r.roles),
-        r.prefix,
-        r.key_hash,
-        r.created_at,
-        r.expires_at,
-        r.revoked_at,
-        r.last_used_at,
-    )
+    def __init__(self, sql: Sql) -> None:
+        self.sql = sql
+        self.staff = StaffRepo(sql)
+        self.projects = ProjectRepo(sql)
+        self.end_users = EndUserRepo(sql)
+        self.sessions = SessionRepo(sql)
+        self.api_keys = ApiKeyRepo(sql)
+        self.token_ids = TokenIdRepo(sql)
+        self.audit = AuditRepo(sql)
