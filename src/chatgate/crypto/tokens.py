@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, OctKey, RSAKey
 from joserfc.jws import JWSRegistry
@@ -98,34 +99,33 @@ def verify(token: str, key: VerificationKey) -> tuple[dict[str, Any], dict[str, 
     return jws.header, strict_json_object(jws.payload, "payload")
 
 
-def sign(claims: Mapping[str, Any], secret: bytes, alg: str = "HS256", typ: str = "JWT") -> str:
-    """A compact JWS over ``claims`` (used for Chatgate's own session tokens)."""
-    import orjson
-
-    header = b64url_encode(orjson.dumps({"alg": alg, "typ": typ}))
+def sign(claims: Mapping[str, Any], key: VerificationKey, typ: str = "JWT") -> str:
+    """A compact JWS over ``claims`` with an HMAC key (Chatgate's own session tokens)."""
+    header = b64url_encode(orjson.dumps({"alg": key.alg, "typ": typ}))
     payload = b64url_encode(orjson.dumps(dict(claims)))
     signing_input = f"{header}.{payload}".encode("ascii")
-    signature = JWSRegistry.algorithms[alg].sign(signing_input, OctKey.import_key(secret))
+    signature = JWSRegistry.algorithms[key.alg].sign(signing_input, key.key)
     return f"{header}.{payload}.{b64url_encode(signature)}"
 
 
 SESSION_TYP = "chatgate-session+jwt"
 
 
-@dataclass(frozen=True)
 class SessionTokenCodec:
     """Chatgate's own session tokens: HS256 under a server-held key, with an explicit typ."""
 
-    secret: bytes
+    def __init__(self, secret: bytes) -> None:
+        self.secret = secret
+        self._key = VerificationKey.hmac(secret)
 
     def issue(self, claims: Mapping[str, Any]) -> str:
-        return sign(claims, self.secret, typ=SESSION_TYP)
+        return sign(claims, self._key, typ=SESSION_TYP)
 
     def read(self, token: str, now: float | None = None) -> dict[str, Any]:
         jws = parse_compact(token)
         if jws.header.get("typ") != SESSION_TYP:
             raise TokenRejected("malformed", "This is not a Chatgate session token.")
-        verify_signature(jws, VerificationKey.hmac(self.secret))
+        verify_signature(jws, self._key)
         claims = strict_json_object(jws.payload, "payload")
         exp = claims.get("exp")
         if not isinstance(exp, int) or (now if now is not None else time.time()) >= exp:

@@ -12,6 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from chatgate.errors import MalformedJson, NotAuthenticated, ValidationFailed
+from chatgate.services.bundle import Services
 from chatgate.services.context import Caller
 
 M = TypeVar("M", bound=BaseModel)
@@ -94,8 +95,15 @@ def caller_of(request: Request) -> Caller:
 
 
 async def blocking(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """Run a service call in the worker pool: services block on the database and argon2."""
+    """Run a call in the worker pool: for anything that waits long (argon2, the network)."""
     return await run_in_threadpool(fn, *args, **kwargs)
+
+
+async def call(services: Services, fn: Callable[..., T], *args: Any) -> T:
+    """Run a service call that only waits on the database: inline on SQLite, else in the worker pool."""
+    if services.ctx.db.runs_inline:
+        return fn(*args)
+    return await run_in_threadpool(fn, *args)
 
 
 def json(body: Any, status: int = 200) -> Response:

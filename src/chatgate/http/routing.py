@@ -12,10 +12,10 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse
 from starlette.routing import Route
 
-from chatgate.http.requests import Handler, blocking, caller_of, require_token
+from chatgate.http.requests import Handler, call, caller_of, require_token
 from chatgate.http.schemas import ErrorOut
+from chatgate.services.bundle import Services
 from chatgate.services.context import Caller
-from chatgate.services.sessions import SessionService
 
 T = TypeVar("T")
 
@@ -66,16 +66,16 @@ def starlette_routes(endpoints: Sequence[Endpoint]) -> list[Route]:
     return [Route(e.path, e.handler, methods=[e.method]) for e in endpoints]
 
 
-async def with_session(sessions: SessionService, request: Request, fn: Callable[[Caller], T]) -> T:
-    """Authenticate the session and run ``fn`` in one worker-thread hop."""
+async def with_session(services: Services, request: Request, fn: Callable[[Caller], T]) -> T:
+    """Authenticate the session and run ``fn`` with the caller, in one service call."""
     token = require_token(request)
     anonymous = caller_of(request)
 
     def run() -> T:
-        principal = sessions.authenticate(token)
+        principal = services.sessions.authenticate(token)
         return fn(Caller(anonymous.ip, principal))
 
-    return await blocking(run)
+    return await call(services, run)
 
 
 def openapi_document(endpoints: Sequence[Endpoint], public_url: str, version: str) -> dict[str, Any]:

@@ -171,12 +171,13 @@ class EndUserAuthService:
         claim = dialects.LoginClaim(Lookup("email", email), None)
         return self._log_in(_Attempt(project, claim, "email", anonymous_token), caller)
 
-    def me(self, caller: Caller, project_id: str) -> EndUser:
-        principal = caller.principal
-        if principal is None or principal.is_staff or principal.project_id != project_id:
-            raise NotAuthenticated("Send an end-user session of this project.")
+    def me(self, session_token: str, project_id: str) -> EndUser:
+        """The user behind an end-user session of this project (one read)."""
         with self.ctx.db.read() as store:
-            user = store.end_users.by_id(principal.subject_id)
+            session = self.sessions.live_session(store, session_token)
+            if session is None or session.kind is not SessionKind.END_USER or session.project_id != project_id:
+                raise NotAuthenticated("Send an end-user session of this project.")
+            user = store.end_users.by_id(session.subject_id)
         if user is None:
             raise NotAuthenticated()
         return user

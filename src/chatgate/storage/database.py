@@ -1,7 +1,7 @@
 """The engine and its transactions: SQLite (WAL) by default, PostgreSQL by URL.
 
-Services run in worker threads and use plain blocking connections: one thread
-hop per request instead of one per statement.
+Services use plain blocking connections: on SQLite they run on the event loop
+(each statement takes microseconds), on PostgreSQL in worker threads.
 """
 
 from __future__ import annotations
@@ -92,6 +92,9 @@ class Database:
         self.url = normalize_url(url)
         self.engine = make_engine(self.url, pool_size)
         self.dialect = self.engine.dialect.name
+        # SQLite statements finish in microseconds with no network wait, so
+        # they may run on the event loop itself (no thread hop, no GIL ping-pong).
+        self.runs_inline = self.dialect == "sqlite"
         database_file = make_url(self.url).database if self.dialect == "sqlite" else None
         self._writer_lock = SqliteWriterLock(database_file) if database_file and database_file != ":memory:" else None
 

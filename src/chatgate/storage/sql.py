@@ -83,7 +83,7 @@ class Sql:
         if value is None:
             return None
         if isinstance(value, str):
-            return datetime.strptime(value, SQLITE_TIME).replace(tzinfo=UTC)
+            return datetime.fromisoformat(value).replace(tzinfo=UTC)
         moment: datetime = value
         return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 

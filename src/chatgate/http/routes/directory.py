@@ -36,7 +36,7 @@ def endpoints(services: Services) -> list[Endpoint]:
             raise ValidationFailed({"created_via": f"must be one of {known}"}) from exc
         limit = _limit(request)
         page = await with_session(
-            services.sessions,
+            services,
             request,
             lambda c: directory.list_users(
                 pid,
@@ -57,14 +57,14 @@ def endpoints(services: Services) -> list[Endpoint]:
 
     async def get_user(request: Request) -> Response:
         pid, ref = request.path_params["pid"], request.path_params["user_ref"]
-        user = await with_session(services.sessions, request, lambda c: directory.get_user(pid, ref, c))
+        user = await with_session(services, request, lambda c: directory.get_user(pid, ref, c))
         return json(presenters.end_user(user))
 
     async def audit_log(request: Request) -> Response:
         pid = request.path_params["pid"]
         limit = _limit(request, 100)
         page = await with_session(
-            services.sessions,
+            services,
             request,
             lambda c: directory.audit_log(
                 pid,

@@ -8,7 +8,7 @@ from starlette.responses import Response
 from chatgate.domain.identity import normalize_email
 from chatgate.errors import TokenRejected
 from chatgate.http import presenters
-from chatgate.http.requests import authorization_token, blocking, caller_of, json, parse_body
+from chatgate.http.requests import authorization_token, blocking, call, caller_of, json, parse_body, require_token
 from chatgate.http.routing import Endpoint, with_session
 from chatgate.http.schemas import (
     AnonymousSignIn,
@@ -41,8 +41,8 @@ def endpoints(services: Services) -> list[Endpoint]:
 
     async def signin_anonymously(request: Request) -> Response:
         body = await parse_body(request, AnonymousSignIn)
-        login = await blocking(
-            auth.sign_in_anonymously, body.id_project, body.firstname, body.lastname, caller_of(request)
+        login = await call(
+            services, auth.sign_in_anonymously, body.id_project, body.firstname, body.lastname, caller_of(request)
         )
         return json(login_body(login))
 
@@ -51,12 +51,13 @@ def endpoints(services: Services) -> list[Endpoint]:
         if token is None:
             raise TokenRejected("malformed", "Send the token as Authorization: JWT <token>.")
         body = await parse_body(request, CustomTokenSignIn, optional=True)
-        login = await blocking(auth.sign_in_with_custom_token, token, caller_of(request), body.anonymous_token)
+        login = await call(services, auth.sign_in_with_custom_token, token, caller_of(request), body.anonymous_token)
         return json(login_body(login))
 
     async def exchange_external_code(request: Request) -> Response:
         body = await parse_body(request, ExternalCodeExchange)
-        login = await blocking(
+        login = await call(
+            services,
             auth.exchange_external_code,
             request.path_params["pid"],
             body.externalAuthCode,
@@ -67,8 +68,13 @@ def endpoints(services: Services) -> list[Endpoint]:
 
     async def customer_login(request: Request) -> Response:
         body = await parse_body(request, CustomerLogin)
-        login = await blocking(
-            auth.customer_login, request.path_params["pid"], body.jwtToken, caller_of(request), body.anonymous_token
+        login = await call(
+            services,
+            auth.customer_login,
+            request.path_params["pid"],
+            body.jwtToken,
+            caller_of(request),
+            body.anonymous_token,
         )
         return json(login_body(login))
 
@@ -100,7 +106,7 @@ def endpoints(services: Services) -> list[Endpoint]:
 
     async def me(request: Request) -> Response:
         pid = request.path_params["pid"]
-        user = await with_session(services.sessions, request, lambda c: auth.me(c, pid))
+        user = await call(services, auth.me, require_token(request), pid)
         # Kustomer's isLoggedIn({email} | {externalId}): is this session that user?
         email = request.query_params.get("email")
         external_id = request.query_params.get("externalId")
@@ -110,7 +116,7 @@ def endpoints(services: Services) -> list[Endpoint]:
         return json({"loggedIn": matches, "user": presenters.end_user(user) if matches else None})
 
     async def logout(request: Request) -> Response:
-        await with_session(services.sessions, request, services.sessions.logout)
+        await with_session(services, request, services.sessions.logout)
         return json({"success": True})
 
     login_errors = (400, 401, 403, 404, 409, 413, 422)

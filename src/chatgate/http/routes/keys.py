@@ -7,7 +7,7 @@ from starlette.responses import Response
 
 from chatgate.errors import InvalidApiKey
 from chatgate.http import presenters
-from chatgate.http.requests import authorization_token, blocking, caller_of, json, parse_body
+from chatgate.http.requests import authorization_token, call, caller_of, json, parse_body
 from chatgate.http.routing import Endpoint, with_session
 from chatgate.http.schemas import ApiKeyCreate, ApiKeyOut, CustomerSettingsOut, SecretOut
 from chatgate.services.bundle import Services
@@ -18,14 +18,14 @@ def endpoints(services: Services) -> list[Endpoint]:
 
     async def generate_secret(request: Request) -> Response:
         pid = request.path_params["pid"]
-        secret = await with_session(services.sessions, request, lambda c: keys.generate_signing_secret(pid, c))
+        secret = await with_session(services, request, lambda c: keys.generate_signing_secret(pid, c))
         return json({"jwtSecret": secret})
 
     async def create_api_key(request: Request) -> Response:
         pid = request.path_params["pid"]
         body = await parse_body(request, ApiKeyCreate)
         created = await with_session(
-            services.sessions,
+            services,
             request,
             lambda c: keys.create_api_key(pid, body.name, list(body.roles), body.expires_in_days, c),
         )
@@ -33,19 +33,19 @@ def endpoints(services: Services) -> list[Endpoint]:
 
     async def list_api_keys(request: Request) -> Response:
         pid = request.path_params["pid"]
-        found = await with_session(services.sessions, request, lambda c: keys.list_api_keys(pid, c))
+        found = await with_session(services, request, lambda c: keys.list_api_keys(pid, c))
         return json({"apikeys": [presenters.api_key(k) for k in found]})
 
     async def revoke_api_key(request: Request) -> Response:
         pid, key_id = request.path_params["pid"], request.path_params["key_id"]
-        await with_session(services.sessions, request, lambda c: keys.revoke_api_key(pid, key_id, c))
+        await with_session(services, request, lambda c: keys.revoke_api_key(pid, key_id, c))
         return json({"success": True, "id": key_id, "revoked": True})
 
     async def customer_settings(request: Request) -> Response:
         presented = authorization_token(request, ("bearer",))
         if presented is None:
             raise InvalidApiKey("Send the API key as Authorization: Bearer <key>.")
-        secret = await blocking(keys.customer_settings_secret, presented, caller_of(request))
+        secret = await call(services, keys.customer_settings_secret, presented, caller_of(request))
         return json({"data": {"type": "customer_settings", "attributes": {"secret": secret}}})
 
     managed = (403, 404)

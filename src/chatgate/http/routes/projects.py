@@ -18,23 +18,23 @@ def endpoints(services: Services) -> list[Endpoint]:
 
     async def create_project(request: Request) -> Response:
         body = await parse_body(request, ProjectCreate)
-        project, role = await with_session(services.sessions, request, lambda c: projects.create(body.name, c))
+        project, role = await with_session(services, request, lambda c: projects.create(body.name, c))
         return json(presenters.project(project, role))
 
     async def list_projects(request: Request) -> Response:
-        mine = await with_session(services.sessions, request, projects.list_mine)
+        mine = await with_session(services, request, projects.list_mine)
         return json([presenters.project(p, role) for p, role in mine])
 
     async def get_project(request: Request) -> Response:
         pid = request.path_params["pid"]
-        project, role = await with_session(services.sessions, request, lambda c: projects.get(pid, c))
+        project, role = await with_session(services, request, lambda c: projects.get(pid, c))
         return json(presenters.project(project, role))
 
     async def change_project(request: Request) -> Response:
         pid = request.path_params["pid"]
         body = await parse_body(request, ProjectChange)
         project, role = await with_session(
-            services.sessions, request, lambda c: projects.update(pid, c, name=body.name, settings=body.settings)
+            services, request, lambda c: projects.update(pid, c, name=body.name, settings=body.settings)
         )
         return json(presenters.project(project, role))
 
@@ -42,7 +42,7 @@ def endpoints(services: Services) -> list[Endpoint]:
         pid = request.path_params["pid"]
         body = await parse_body(request, MemberAdd)
         staff_id = await with_session(
-            services.sessions, request, lambda c: projects.add_member(pid, body.email, Role(body.role), c)
+            services, request, lambda c: projects.add_member(pid, body.email, Role(body.role), c)
         )
         return json({"success": True, "staffId": staff_id, "role": body.role}, 201)
 
