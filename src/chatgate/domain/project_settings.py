@@ -28,12 +28,10 @@ def default_settings() -> dict[str, Any]:
 
 def with_defaults(stored: Mapping[str, Any]) -> dict[str, Any]:
     """Stored settings completed by today's defaults (new settings appear on old projects)."""
-    merged = default_settings()
-    for key, value in stored.items():
-        if key == "auth_methods" and isinstance(value, Mapping):
-            merged["auth_methods"].update(value)
-        elif key in merged:
-            merged[key] = value
+    merged = {key: stored.get(key, default) for key, default in DEFAULTS.items()}
+    auth_methods = stored.get("auth_methods")
+    merged["auth_methods"] = {**DEFAULTS["auth_methods"], **(auth_methods if isinstance(auth_methods, Mapping) else {})}
+    merged["accepted_audiences"] = list(merged["accepted_audiences"])
     return merged
 
 

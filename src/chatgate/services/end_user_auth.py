@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from chatgate.crypto import tokens
@@ -35,6 +35,9 @@ from chatgate.services.keys import KeyService
 from chatgate.services.projects import effective_settings
 from chatgate.services.sessions import SessionService
 from chatgate.storage.repositories import Store
+
+# lastSeenAt is kept to the minute: a returning login within it writes nothing to the user row.
+LAST_SEEN_RESOLUTION = timedelta(seconds=60)
 
 
 @dataclass(frozen=True)
@@ -185,7 +188,7 @@ class EndUserAuthService:
     # -- shared steps ------------------------------------------------------
 
     def _project(self, project_id: str) -> Project:
-        with self.ctx.db.read() as store:
+        with self.ctx.db.lookup() as store:
             project = store.projects.get(project_id) if looks_like_id(project_id) else None
         if project is None:
             raise ProjectNotFound()
@@ -301,7 +304,7 @@ class EndUserAuthService:
 
     @staticmethod
     def _refresh(store: Store, user: EndUser, profile: NewEndUser | None, now: datetime) -> EndUser:
-        """Note the visit; take new names and metadata from the token when they changed."""
+        """Note the visit (to the minute); take new names and metadata from the token when they changed."""
         changes: dict[str, Any] = {}
         if profile is not None:
             if profile.firstname and profile.firstname != user.firstname:
@@ -310,6 +313,9 @@ class EndUserAuthService:
                 changes["lastname"] = profile.lastname
             if profile.metadata and profile.metadata != user.metadata:
                 changes["metadata"] = profile.metadata
+        recently = user.last_seen_at is not None and now - user.last_seen_at < LAST_SEEN_RESOLUTION
+        if recently and not changes:
+            return user
         store.end_users.seen(user.id, now, changes)
         return replace(user, last_seen_at=now, **changes)
 

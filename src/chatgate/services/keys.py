@@ -17,6 +17,7 @@ from chatgate.storage.repositories import Store
 
 # Kustomer's rule: reading the chat secret takes a key with both roles.
 SECRET_READER_ROLES = frozenset({"org.admin", "org.user"})
+MAX_CACHED_KEYS = 4096
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,9 @@ class CreatedApiKey:
 class KeyService:
     def __init__(self, ctx: ServiceContext) -> None:
         self.ctx = ctx
+        # Keyed by the sealed secret itself, so a rotated secret is a new entry
+        # and the cache can never answer with a key the database no longer holds.
+        self._keys: dict[tuple[str, bytes], VerificationKey] = {}
 
     # -- signing secrets ---------------------------------------------------
 
@@ -47,8 +51,15 @@ class KeyService:
         """The one key (and so the one algorithm) customer tokens of this project must use."""
         if project.secret_ciphertext is None:
             raise TokenRejected("unknown_key", "This project has no signing secret yet.")
-        secret = self.ctx.secret_box.open(project.id, project.secret_ciphertext)
-        return VerificationKey.hmac(secret.encode(), "HS256")
+        cache_key = (project.id, project.secret_ciphertext)
+        key = self._keys.get(cache_key)
+        if key is None:
+            secret = self.ctx.secret_box.open(project.id, project.secret_ciphertext)
+            key = VerificationKey.hmac(secret.encode(), "HS256")
+            if len(self._keys) >= MAX_CACHED_KEYS:
+                self._keys.clear()
+            self._keys[cache_key] = key
+        return key
 
     # -- API keys ----------------------------------------------------------
 

@@ -39,7 +39,7 @@ def make_engine(url: str, pool_size: int = 16) -> Engine:
         # pool holds one per worker thread and never churns.
         engine = create_engine(
             url,
-            pool_size=2 * pool_size,
+            pool_size=2 * pool_size + 1,  # one per worker thread, one kept by the event loop
             max_overflow=0,
             pool_timeout=60,
             connect_args={"check_same_thread": False, "timeout": 30},
@@ -97,6 +97,8 @@ class Database:
         self.runs_inline = self.dialect == "sqlite"
         database_file = make_url(self.url).database if self.dialect == "sqlite" else None
         self._writer_lock = SqliteWriterLock(database_file) if database_file and database_file != ":memory:" else None
+        self._loop_raw: Any = None
+        self._loop_raw_free = True
 
     @contextmanager
     def write(self) -> Iterator[Store]:
@@ -107,14 +109,20 @@ class Database:
 
     @contextmanager
     def read(self) -> Iterator[Store]:
+        """A read-only transaction: every statement sees the same snapshot."""
         with self._transaction("BEGIN") as store:
             yield store
 
     @contextmanager
-    def _transaction(self, sqlite_begin: str) -> Iterator[Store]:
-        raw = self.engine.raw_connection()
-        try:
-            if self.dialect == "sqlite":
+    def lookup(self) -> Iterator[Store]:
+        """For a single read statement: on SQLite it needs no transaction of its own."""
+        with self._transaction(None) as store:
+            yield store
+
+    @contextmanager
+    def _transaction(self, sqlite_begin: str | None) -> Iterator[Store]:
+        with self._connection() as raw:
+            if sqlite_begin and self.dialect == "sqlite":
                 raw.cursor().execute(sqlite_begin)  # autocommit driver: we open the transaction
             try:
                 yield Store(Sql(raw, self.dialect))
@@ -122,8 +130,28 @@ class Database:
                 raw.rollback()
                 raise
             raw.commit()
+
+    @contextmanager
+    def _connection(self) -> Iterator[Any]:
+        # The event loop's thread keeps one connection for good: inline calls
+        # run one at a time there, and a pool checkout costs more than the query.
+        if self.runs_inline and threading.current_thread() is threading.main_thread() and self._loop_raw_free:
+            if self._loop_raw is None:
+                self._loop_raw = self.engine.raw_connection()
+            self._loop_raw_free = False
+            try:
+                yield self._loop_raw
+            finally:
+                self._loop_raw_free = True
+            return
+        raw = self.engine.raw_connection()
+        try:
+            yield raw
         finally:
             raw.close()
 
     def dispose(self) -> None:
+        if self._loop_raw is not None:
+            self._loop_raw.close()
+            self._loop_raw = None
         self.engine.dispose()
