@@ -38,18 +38,24 @@ class CompactJws:
         return str(self.header["alg"])
 
 
+_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+_SIXBITS = {c: i for i, c in enumerate(_ALPHABET)}
+# Bits of the last character that encode nothing, by segment length mod 4.
+_UNUSED_BITS = {0: 0, 2: 0b1111, 3: 0b11}
+
+
 def b64url_decode(segment: str) -> bytes:
     """Decode canonical unpadded base64url, or raise ``TokenRejected('malformed')``."""
-    if not _SEGMENT.match(segment) or len(segment) % 4 == 1:
+    remainder = len(segment) % 4
+    if remainder == 1 or not _SEGMENT.match(segment):
+        raise TokenRejected("malformed", "The token is not canonical base64url.")
+    # Unused trailing bits must be zero, else two strings decode to the same bytes.
+    if segment and _SIXBITS[segment[-1]] & _UNUSED_BITS[remainder]:
         raise TokenRejected("malformed", "The token is not canonical base64url.")
     try:
-        raw = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+        return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
     except (binascii.Error, ValueError) as exc:
         raise TokenRejected("malformed", "The token is not canonical base64url.") from exc
-    # Unused trailing bits must be zero, else two strings decode to the same bytes.
-    if b64url_encode(raw) != segment:
-        raise TokenRejected("malformed", "The token is not canonical base64url.")
-    return raw
 
 
 def b64url_encode(raw: bytes) -> str:
@@ -84,6 +90,9 @@ def _depth(value: Any, level: int = 1) -> int:
     return level
 
 
+_DECODER = json.JSONDecoder(object_pairs_hook=_no_duplicates, parse_constant=_no_constants, parse_float=_finite_float)
+
+
 def strict_json_object(raw: bytes, what: str) -> dict[str, Any]:
     """Parse UTF-8 JSON that must be an object, refusing every ambiguity."""
     try:
@@ -94,20 +103,17 @@ def strict_json_object(raw: bytes, what: str) -> dict[str, Any]:
     if "\\u0000" in text:
         raise TokenRejected("malformed", f"The token {what} contains a NUL character.")
     # Cheap bound before parsing: nesting needs brackets.
-    if text.count("[") + text.count("{") > 256:
+    brackets = text.count("[") + text.count("{")
+    if brackets > 256:
         raise TokenRejected("malformed", f"The token {what} is nested too deeply.")
     try:
-        value = json.loads(
-            text,
-            object_pairs_hook=_no_duplicates,
-            parse_constant=_no_constants,
-            parse_float=_finite_float,
-        )
+        value = _DECODER.decode(text)
     except (ValueError, RecursionError) as exc:
         raise TokenRejected("malformed", f"The token {what} is not JSON.") from exc
     if not isinstance(value, dict):
         raise TokenRejected("malformed", f"The token {what} must be a JSON object.")
-    if _depth(value) > MAX_JSON_DEPTH:
+    # Depth cannot pass the number of brackets; count levels only when it could.
+    if brackets > MAX_JSON_DEPTH and _depth(value) > MAX_JSON_DEPTH:
         raise TokenRejected("malformed", f"The token {what} is nested too deeply.")
     return value
 
