@@ -45,11 +45,12 @@ def build_services(settings: Settings) -> Services:
 
 
 def api_endpoints(services: Services) -> list[Endpoint]:
+    # Routes are matched in order: the end users' ways in, hit on every page load, go first.
     return [
+        *end_users.endpoints(services),
         *staff.endpoints(services),
         *projects.endpoints(services),
         *keys.endpoints(services),
-        *end_users.endpoints(services),
         *directory.endpoints(services),
     ]
 

@@ -10,9 +10,10 @@ from chatgate.services.projects import effective_settings
 
 
 def iso(moment: datetime | None) -> str | None:
+    """ISO 8601 UTC with milliseconds: ``2026-11-21T08:10:00.123Z``."""
     if moment is None:
         return None
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def staff(account: StaffAccount, *, with_dates: bool = True) -> dict[str, Any]:

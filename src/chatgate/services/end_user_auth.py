@@ -175,15 +175,20 @@ class EndUserAuthService:
         return self._log_in(_Attempt(project, claim, "email", anonymous_token), caller)
 
     def me(self, session_token: str, project_id: str) -> EndUser:
-        """The user behind an end-user session of this project (one read)."""
-        with self.ctx.db.read() as store:
-            session = self.sessions.live_session(store, session_token)
-            if session is None or session.kind is not SessionKind.END_USER or session.project_id != project_id:
-                raise NotAuthenticated("Send an end-user session of this project.")
-            user = store.end_users.by_id(session.subject_id)
-        if user is None:
-            raise NotAuthenticated()
-        return user
+        """The user behind an end-user session of this project (one statement)."""
+        claims = self.sessions.peek(session_token)
+        if claims is not None:
+            with self.ctx.db.lookup() as store:
+                session, user = store.sessions.get_with_end_user(str(claims.get("sid")))
+            if (
+                self.sessions.is_live(session, claims)
+                and session is not None
+                and session.kind is SessionKind.END_USER
+                and session.project_id == project_id
+                and user is not None
+            ):
+                return user
+        raise NotAuthenticated("Send an end-user session of this project.")
 
     # -- shared steps ------------------------------------------------------
 

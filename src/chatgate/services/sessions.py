@@ -54,15 +54,16 @@ class SessionService:
         if claims is None:
             return None
         session = store.sessions.get(str(claims.get("sid")))
-        now = self.ctx.clock()
-        if (
-            session is None
-            or session.revoked_at is not None
-            or session.expires_at <= now
-            or session.subject_id != claims.get("sub")
-        ):
-            return None
-        return session
+        return session if self.is_live(session, claims) else None
+
+    def is_live(self, session: Session | None, claims: dict[str, object]) -> bool:
+        """The stored session exists, is neither revoked nor expired, and is the token's."""
+        return (
+            session is not None
+            and session.revoked_at is None
+            and session.expires_at > self.ctx.clock()
+            and session.subject_id == claims.get("sub")
+        )
 
     def authenticate(self, token: str) -> Principal:
         """The principal behind a session token; revoked or expired sessions are refused at once."""

@@ -206,11 +206,11 @@ class EndUserRepo(_Repo):
     def find(self, project_id: str, lookup: Lookup) -> EndUser | None:
         if lookup.by == "external_id_or_id":
             # TypingMind "id": the customer's id first, then Chatgate's own.
-            return self.find(project_id, Lookup("external_id", lookup.value)) or self._user(
+            return self.find(project_id, Lookup("external_id", lookup.value)) or self.from_row(
                 self.sql.one("SELECT * FROM end_users WHERE project_id = :p AND id = :v", p=project_id, v=lookup.value)
             )
         column = _LOOKUP_COLUMN[lookup.by]
-        return self._user(
+        return self.from_row(
             self.sql.one(
                 f"SELECT * FROM end_users WHERE project_id = :p AND {column} = :v",  # noqa: S608
                 p=project_id,
@@ -222,7 +222,7 @@ class EndUserRepo(_Repo):
         return self.find(project_id, Lookup("external_id_or_id", user_id))
 
     def by_id(self, user_id: str) -> EndUser | None:
-        return self._user(self.sql.one("SELECT * FROM end_users WHERE id = :id", id=user_id))
+        return self.from_row(self.sql.one("SELECT * FROM end_users WHERE id = :id", id=user_id))
 
     def seen(self, user_id: str, now: datetime, changes: Mapping[str, Any]) -> None:
         assignments = "".join(f", {column} = :{column}" for column in changes)
@@ -270,9 +270,9 @@ class EndUserRepo(_Repo):
             f"SELECT * FROM end_users WHERE {' AND '.join(where)} ORDER BY id LIMIT :limit",  # noqa: S608
             **params,
         )
-        return [self._user(r) for r in rows]  # type: ignore[misc]
+        return [self.from_row(r) for r in rows]  # type: ignore[misc]
 
-    def _user(self, r: dict[str, Any] | None) -> EndUser | None:
+    def from_row(self, r: dict[str, Any] | None) -> EndUser | None:
         if r is None:
             return None
         return EndUser(
@@ -305,7 +305,32 @@ class SessionRepo(_Repo):
         )
 
     def get(self, session_id: str) -> Session | None:
-        r = self.sql.one("SELECT * FROM sessions WHERE id = :id", id=session_id)
+        return self._session(self.sql.one("SELECT * FROM sessions WHERE id = :id", id=session_id))
+
+    def get_with_end_user(self, session_id: str) -> tuple[Session | None, EndUser | None]:
+        """A session and its end user in one statement (the auth/me hot path)."""
+        r = self.sql.one(
+            "SELECT s.id AS session_id, s.kind, s.project_id AS session_project_id, s.subject_id,"
+            " s.created_at AS session_created_at, s.expires_at, s.revoked_at, u.*"
+            " FROM sessions s LEFT JOIN end_users u ON u.id = s.subject_id WHERE s.id = :id",
+            id=session_id,
+        )
+        if r is None:
+            return None, None
+        session = self._session(
+            {
+                "id": r["session_id"],
+                "kind": r["kind"],
+                "project_id": r["session_project_id"],
+                "subject_id": r["subject_id"],
+                "created_at": r["session_created_at"],
+                "expires_at": r["expires_at"],
+                "revoked_at": r["revoked_at"],
+            }
+        )
+        return session, EndUserRepo(self.sql).from_row(r) if r["id"] is not None else None
+
+    def _session(self, r: dict[str, Any] | None) -> Session | None:
         if r is None:
             return None
         when = self.sql.when
