@@ -65,7 +65,10 @@ class Sql:
     @staticmethod
     def _lite(value: Any) -> Any:
         if isinstance(value, datetime):
-            return value.astimezone(UTC).strftime(SQLITE_TIME)
+            if value.tzinfo is not UTC:
+                value = value.astimezone(UTC)
+            # SQLITE_TIME, written by isoformat (C) rather than strftime: "…+00:00" cut off.
+            return value.isoformat(" ", "microseconds")[:26]
         if isinstance(value, dict | list):
             return json.dumps(value)
         return value
