@@ -263,6 +263,9 @@ def wrk(url: str, load: Load, seconds: float, connections: int = CONNECTIONS) ->
             str(connections),
             "-d",
             f"{seconds}s",
+            # Argon2-bound sign-ins queue for ~1 s at 64 connections: slow, not lost.
+            "--timeout",
+            "10s",
             "--latency",
             "-s",
             str(script),
