@@ -49,7 +49,7 @@ class Server:
     engine: Engine = field(init=False)
 
     def __post_init__(self) -> None:
-        self.engine = create_engine(self.database_url.replace("sqlite:///", "sqlite:///", 1))
+        self.engine = create_engine(self.database_url)
 
     def stop(self) -> None:
         self.process.terminate()

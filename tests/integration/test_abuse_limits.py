@@ -96,6 +96,8 @@ def test_body_limit_and_openapi(strict_server: Server) -> None:
             ("/v1/projects/{pid}/audit", "get"),
         ]:
             assert method in paths.get(path, {}), (path, method)
+        for page in ("/", "/p/{pid}/", "/widget.js", "/healthz"):
+            assert "get" in paths[page], page
         login = paths["/v1/projects/{pid}/auth/external-code"]["post"]
         assert "401" in login["responses"] and "requestBody" in login
         docs = api.get("/docs")

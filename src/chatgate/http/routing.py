@@ -78,6 +78,17 @@ async def with_session(services: Services, request: Request, fn: Callable[[Calle
     return await call(services, run)
 
 
+# Routes outside the JSON API, listed so the document names every route the server answers.
+PAGES: tuple[tuple[str, str, str, str], ...] = (
+    ("/healthz", 'Liveness: {"status": "ok"} once the server can serve', "application/json", "system"),
+    ("/", "Chat page of the default project; ?externalAuthCode=… signs the visitor in", "text/html", "pages"),
+    ("/p/{pid}/", "Chat page of a project; ?externalAuthCode=… signs the visitor in", "text/html", "pages"),
+    ("/widget.js", "The embeddable widget (data-external-auth-code, data-project)", "application/javascript", "pages"),
+    ("/openapi.json", "This document", "application/json", "system"),
+    ("/docs", "A readable list of every route", "text/html", "system"),
+)
+
+
 def openapi_document(endpoints: Sequence[Endpoint], public_url: str, version: str) -> dict[str, Any]:
     schemas: dict[str, Any] = {}
 
@@ -124,6 +135,19 @@ def openapi_document(endpoints: Sequence[Endpoint], public_url: str, version: st
                 "content": {"application/json": {"schema": error_ref}},
             }
         paths.setdefault(_openapi_path(e.path), {})[e.method.lower()] = operation
+    for path, summary, media_type, tag in PAGES:
+        operation = {
+            "summary": summary,
+            "tags": [tag],
+            "responses": {"200": {"description": "Success", "content": {media_type: {}}}},
+        }
+        if "{pid}" in path:
+            operation["parameters"] = [{"name": "pid", "in": "path", "required": True, "schema": {"type": "string"}}]
+        if path in ("/", "/p/{pid}/"):
+            operation.setdefault("parameters", []).append(
+                {"name": "externalAuthCode", "in": "query", "required": False, "schema": {"type": "string"}}
+            )
+        paths[path] = {"get": operation}
     return {
         "openapi": "3.1.0",
         "info": {
