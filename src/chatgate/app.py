@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib.metadata import version
@@ -25,9 +27,12 @@ from chatgate.http.routing import Endpoint, docs_page, openapi_document, starlet
 from chatgate.ratelimit import RateLimiter
 from chatgate.services.bundle import Services
 from chatgate.services.context import ServiceContext
+from chatgate.services.maintenance import EVERY_SECONDS
 from chatgate.settings import Settings
 from chatgate.storage.database import Database
 from chatgate.web import pages
+
+log = logging.getLogger("chatgate")
 
 
 def build_services(settings: Settings) -> Services:
@@ -74,14 +79,24 @@ def create_app(settings: Settings) -> Starlette:
     async def docs(_request: Request) -> Response:
         return docs_page(document)
 
+    async def housekeeping() -> None:
+        while True:
+            try:
+                await call(services, services.maintenance.prune)
+            except Exception:  # a failed prune is retried next round; it must not stop the server
+                log.exception("housekeeping failed")
+            await asyncio.sleep(EVERY_SECONDS)
+
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         # One worker thread per pooled connection (pool_size + the same overflow):
         # a request never waits on the pool while holding a thread.
         anyio.to_thread.current_default_thread_limiter().total_tokens = 2 * settings.db_pool_size
+        pruning = asyncio.create_task(housekeeping())
         try:
             yield
         finally:
+            pruning.cancel()
             services.ctx.db.dispose()
 
     app = Starlette(

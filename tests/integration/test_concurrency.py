@@ -77,3 +77,19 @@ def test_the_same_jti_raced_is_used_once(server: Server, project: Project, db: D
     assert statuses == {200: 1, 401: 19}, statuses
     assert all(r.json()["error"]["reason"] == "replayed" for r in responses if r.status_code == 401)
     assert db.count("sessions", "subject_id IN (SELECT id FROM end_users WHERE external_id = 'jti-racer')") == 1
+
+
+def test_racing_email_sign_ups_leave_one_owner(server: Server, project: Project, db: Db) -> None:
+    path = f"/v1/projects/{project.id}/auth/email/signup"
+    requests = [(path, {"email": "contested@example.com", "password": f"password number {i} !"}) for i in range(12)]
+    responses = burst(server, requests)
+    statuses = Counter(r.status_code for r in responses)
+    assert statuses == {200: 1, 409: 11}, statuses
+    winner = next(i for i, r in enumerate(responses) if r.status_code == 200)
+    assert db.count("end_users", "email = 'contested@example.com'") == 1
+    # Only the winner's password opens the account.
+    with httpx.Client(base_url=server.url) as api:
+        signin = f"/v1/projects/{project.id}/auth/email/signin"
+        for i in (winner, (winner + 1) % 12):
+            r = api.post(signin, json={"email": "contested@example.com", "password": f"password number {i} !"})
+            assert r.status_code == (200 if i == winner else 401)

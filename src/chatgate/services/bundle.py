@@ -8,6 +8,7 @@ from chatgate.services.context import ServiceContext
 from chatgate.services.directory import DirectoryService
 from chatgate.services.end_user_auth import EndUserAuthService
 from chatgate.services.keys import KeyService
+from chatgate.services.maintenance import MaintenanceService
 from chatgate.services.projects import ProjectService
 from chatgate.services.sessions import SessionService
 from chatgate.services.staff import StaffService
@@ -22,6 +23,7 @@ class Services:
     keys: KeyService
     end_users: EndUserAuthService
     directory: DirectoryService
+    maintenance: MaintenanceService
 
     @classmethod
     def build(cls, ctx: ServiceContext) -> Services:
@@ -35,4 +37,5 @@ class Services:
             keys=keys,
             end_users=EndUserAuthService(ctx, sessions, keys),
             directory=DirectoryService(ctx),
+            maintenance=MaintenanceService(ctx),
         )

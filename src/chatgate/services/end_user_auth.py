@@ -251,7 +251,7 @@ class EndUserAuthService:
                 user = None if must_create else store.end_users.find(project.id, claim.lookup)
                 created = False
                 if user is None:
-                    user, created = self._provision(store, project, claim, caller, now)
+                    user, created = self._provision(store, project, claim, caller, now, adopt=not must_create)
                 else:
                     user = self._refresh(store, user, claim.new_user, now)
                 merged = self._merge_visitor(store, project, user, attempt.anonymous_token, caller, now)
@@ -273,16 +273,26 @@ class EndUserAuthService:
         return EndUserLogin(user, opened.token, created, merged)
 
     def _provision(
-        self, store: Store, project: Project, claim: dialects.LoginClaim, caller: Caller, now: datetime
+        self,
+        store: Store,
+        project: Project,
+        claim: dialects.LoginClaim,
+        caller: Caller,
+        now: datetime,
+        *,
+        adopt: bool,
     ) -> tuple[EndUser, bool]:
+        """Create the user; when a unique key is already held, ``adopt`` the holder if it is the same user.
+
+        A token login adopts (the same user signing in twice at once). A sign-up
+        never does: whoever won the race owns the email, with their password.
+        """
         if claim.new_user is None:
             raise UserNotFound()
         created = self._create(store, project, claim.new_user, caller, now)
         if created is not None:
             return created, True
-        # Someone else holds a unique key: the same user logging in at the
-        # same moment (use theirs), or another user with this email.
-        existing = store.end_users.find(project.id, claim.lookup)
+        existing = store.end_users.find(project.id, claim.lookup) if adopt else None
         if existing is None:
             raise IdentityConflict()
         return existing, False

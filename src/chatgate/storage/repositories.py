@@ -207,7 +207,11 @@ class EndUserRepo(_Repo):
         if lookup.by == "external_id_or_id":
             # TypingMind "id": the customer's id first, then Chatgate's own.
             return self.find(project_id, Lookup("external_id", lookup.value)) or self.from_row(
-                self.sql.one("SELECT * FROM end_users WHERE project_id = :p AND id = :v", p=project_id, v=lookup.value)
+                self.sql.one(
+                    "SELECT * FROM end_users WHERE project_id = :p AND id = :v AND merged_into IS NULL",
+                    p=project_id,
+                    v=lookup.value,
+                )
             )
         column = _LOOKUP_COLUMN[lookup.by]
         return self.from_row(
@@ -348,6 +352,10 @@ class SessionRepo(_Repo):
         self.sql.run(
             "UPDATE sessions SET revoked_at = :now WHERE id = :id AND revoked_at IS NULL", now=now, id=session_id
         )
+
+    def forget_expired(self, now: datetime) -> int:
+        """Delete sessions past their expiry: their tokens are refused by ``exp`` anyway."""
+        return self.sql.run("DELETE FROM sessions WHERE expires_at < :now", now=now)
 
     def revoke_subject(self, subject_id: str, now: datetime) -> int:
         return self.sql.run(

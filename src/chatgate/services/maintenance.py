@@ -1,0 +1,26 @@
+"""Housekeeping that keeps storage from growing without bound."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from chatgate.services.context import ServiceContext
+
+EVERY_SECONDS = 600
+
+
+@dataclass(frozen=True)
+class Pruned:
+    sessions: int
+    token_ids: int
+
+
+class MaintenanceService:
+    def __init__(self, ctx: ServiceContext) -> None:
+        self.ctx = ctx
+
+    def prune(self) -> Pruned:
+        """Forget expired sessions and the consumed jtis of expired tokens (a replay is refused by exp)."""
+        now = self.ctx.clock()
+        with self.ctx.db.write() as store:
+            return Pruned(store.sessions.forget_expired(now), store.token_ids.forget_expired(now))
