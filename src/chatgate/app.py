@@ -40,7 +40,7 @@ def build_services(settings: Settings) -> Services:
     server_keys = ServerKeys.from_master(master)
     ctx = ServiceContext(
         settings=settings,
-        db=Database(settings.database_url, settings.db_pool_size),
+        db=Database(settings.database_url, settings.db_pool_size, settings.db_in_threads),
         passwords=PasswordHasherPool(settings.password_hash_concurrency),
         session_codec=SessionTokenCodec(server_keys.session_signing),
         secret_box=SecretBox(server_keys.secret_encryption),

@@ -100,7 +100,8 @@ async def blocking(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
 
 
 async def call(services: Services, fn: Callable[..., T], *args: Any) -> T:
-    """Run a service call that only waits on the database: inline on SQLite, else in the worker pool."""
+    """Run a service call that only waits on the database: on the event loop, or in the worker pool
+    when CHATGATE_DB_IN_THREADS is set (a distant database)."""
     if services.ctx.db.runs_inline:
         return fn(*args)
     return await run_in_threadpool(fn, *args)

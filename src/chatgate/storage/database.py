@@ -1,7 +1,8 @@
 """The engine and its transactions: SQLite (WAL) by default, PostgreSQL by URL.
 
-Services use plain blocking connections: on SQLite they run on the event loop
-(each statement takes microseconds), on PostgreSQL in worker threads.
+Services use plain blocking connections and, unless CHATGATE_DB_IN_THREADS is
+set, run on the event loop: each statement takes microseconds (SQLite) or a
+local round trip (PostgreSQL), less than a hop to a worker thread.
 """
 
 from __future__ import annotations
@@ -88,13 +89,15 @@ class SqliteWriterLock:
 
 
 class Database:
-    def __init__(self, url: str, pool_size: int = 16) -> None:
+    def __init__(self, url: str, pool_size: int = 16, in_threads: bool = False) -> None:
         self.url = normalize_url(url)
         self.engine = make_engine(self.url, pool_size)
         self.dialect = self.engine.dialect.name
-        # SQLite statements finish in microseconds with no network wait, so
-        # they may run on the event loop itself (no thread hop, no GIL ping-pong).
-        self.runs_inline = self.dialect == "sqlite"
+        # Statements on SQLite take microseconds and on a nearby PostgreSQL a
+        # fraction of a millisecond: running them on the event loop beats a
+        # thread hop and the GIL hand-offs around every driver call (measured:
+        # bench/README.md). A distant database is better served from threads.
+        self.runs_inline = not in_threads
         database_file = make_url(self.url).database if self.dialect == "sqlite" else None
         self._writer_lock = SqliteWriterLock(database_file) if database_file and database_file != ":memory:" else None
         self._loop_raw: Any = None
@@ -122,6 +125,15 @@ class Database:
     @contextmanager
     def _transaction(self, sqlite_begin: str | None) -> Iterator[Store]:
         with self._connection() as raw:
+            if sqlite_begin is None and self.dialect == "postgresql":
+                # A lone read in autocommit: one round trip instead of BEGIN, SELECT, COMMIT.
+                driver = raw.dbapi_connection
+                driver.autocommit = True
+                try:
+                    yield Store(Sql(raw, self.dialect))
+                finally:
+                    driver.autocommit = False
+                return
             if sqlite_begin and self.dialect == "sqlite":
                 raw.cursor().execute(sqlite_begin)  # autocommit driver: we open the transaction
             try:
