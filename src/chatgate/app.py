@@ -21,7 +21,7 @@ from chatgate.crypto.tokens import SessionTokenCodec
 from chatgate.errors import DomainError
 from chatgate.http import errors
 from chatgate.http.limits import BodyLimit
-from chatgate.http.requests import call, json
+from chatgate.http.requests import call, call_read, json
 from chatgate.http.routes import directory, end_users, keys, projects, staff
 from chatgate.http.routing import Endpoint, docs_page, openapi_document, starlette_routes
 from chatgate.ratelimit import RateLimiter
@@ -70,7 +70,7 @@ def create_app(settings: Settings) -> Starlette:
             with services.ctx.db.read() as store:
                 store.sql.scalar("SELECT 1")
 
-        await call(services, ping)
+        await call_read(services, ping)
         return json({"status": "ok"})
 
     async def openapi_json(_request: Request) -> Response:

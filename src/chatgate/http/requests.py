@@ -100,9 +100,15 @@ async def blocking(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
 
 
 async def call(services: Services, fn: Callable[..., T], *args: Any) -> T:
-    """Run a service call that only waits on the database: on the event loop, or in the worker pool
-    when CHATGATE_DB_IN_THREADS is set (a distant database)."""
-    if services.ctx.db.runs_inline:
+    """Run a service call that may write: inline where the database allows it, else in the worker pool."""
+    if services.ctx.db.writes_inline:
+        return fn(*args)
+    return await run_in_threadpool(fn, *args)
+
+
+async def call_read(services: Services, fn: Callable[..., T], *args: Any) -> T:
+    """Run a service call that only reads: on the event loop unless CHATGATE_DB_IN_THREADS is set."""
+    if services.ctx.db.reads_inline:
         return fn(*args)
     return await run_in_threadpool(fn, *args)
 

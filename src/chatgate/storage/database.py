@@ -93,11 +93,14 @@ class Database:
         self.url = normalize_url(url)
         self.engine = make_engine(self.url, pool_size)
         self.dialect = self.engine.dialect.name
-        # Statements on SQLite take microseconds and on a nearby PostgreSQL a
-        # fraction of a millisecond: running them on the event loop beats a
-        # thread hop and the GIL hand-offs around every driver call (measured:
-        # bench/README.md). A distant database is better served from threads.
-        self.runs_inline = not in_threads
+        # Reads take microseconds on SQLite and one local round trip on
+        # PostgreSQL: on the event loop they beat a thread hop and the GIL
+        # hand-offs around every driver call. Writes on SQLite commit without
+        # fsync and one at a time anyway, so they run inline too; PostgreSQL
+        # commits wait for fsync and only overlap (group commit) from threads.
+        # Measured in bench/README.md. A distant database wants threads for all.
+        self.reads_inline = not in_threads
+        self.writes_inline = not in_threads and self.dialect == "sqlite"
         database_file = make_url(self.url).database if self.dialect == "sqlite" else None
         self._writer_lock = SqliteWriterLock(database_file) if database_file and database_file != ":memory:" else None
         self._loop_raw: Any = None
@@ -147,7 +150,7 @@ class Database:
     def _connection(self) -> Iterator[Any]:
         # The event loop's thread keeps one connection for good: inline calls
         # run one at a time there, and a pool checkout costs more than the query.
-        if self.runs_inline and threading.current_thread() is threading.main_thread() and self._loop_raw_free:
+        if self.reads_inline and threading.current_thread() is threading.main_thread() and self._loop_raw_free:
             if self._loop_raw is None:
                 self._loop_raw = self.engine.raw_connection()
             self._loop_raw_free = False

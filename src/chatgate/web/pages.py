@@ -17,7 +17,7 @@ from starlette.staticfiles import StaticFiles
 
 from chatgate.domain.ids import looks_like_id
 from chatgate.domain.models import Project
-from chatgate.http.requests import call
+from chatgate.http.requests import call_read
 from chatgate.services.bundle import Services
 
 STATIC = resources.files("chatgate.web") / "static"
@@ -52,7 +52,7 @@ def routes(services: Services) -> list[BaseRoute]:
         return HTMLResponse(body, status_code=status, headers=PAGE_HEADERS)
 
     async def render(request: Request, project_id: str | None) -> Response:
-        project = await call(services, find_project, project_id)
+        project = await call_read(services, find_project, project_id)
         if project is None:
             if project_id is None:
                 return notice_page(

@@ -46,6 +46,7 @@ def endpoints(services: Services) -> list[Endpoint]:
                 limit=limit,
                 cursor=request.query_params.get("cursor"),
             ),
+            reads_only=True,
         )
         return json(
             {
@@ -57,7 +58,7 @@ def endpoints(services: Services) -> list[Endpoint]:
 
     async def get_user(request: Request) -> Response:
         pid, ref = request.path_params["pid"], request.path_params["user_ref"]
-        user = await with_session(services, request, lambda c: directory.get_user(pid, ref, c))
+        user = await with_session(services, request, lambda c: directory.get_user(pid, ref, c), reads_only=True)
         return json(presenters.end_user(user))
 
     async def audit_log(request: Request) -> Response:
@@ -73,6 +74,7 @@ def endpoints(services: Services) -> list[Endpoint]:
                 limit=limit,
                 cursor=request.query_params.get("cursor"),
             ),
+            reads_only=True,
         )
         return json({"events": [presenters.audit_event(e) for e in page.events], "next_cursor": page.next_cursor})
 

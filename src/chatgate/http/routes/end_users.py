@@ -8,7 +8,16 @@ from starlette.responses import Response
 from chatgate.domain.identity import normalize_email
 from chatgate.errors import TokenRejected
 from chatgate.http import presenters
-from chatgate.http.requests import authorization_token, blocking, call, caller_of, json, parse_body, require_token
+from chatgate.http.requests import (
+    authorization_token,
+    blocking,
+    call,
+    call_read,
+    caller_of,
+    json,
+    parse_body,
+    require_token,
+)
 from chatgate.http.routing import Endpoint, with_session
 from chatgate.http.schemas import (
     AnonymousSignIn,
@@ -106,7 +115,7 @@ def endpoints(services: Services) -> list[Endpoint]:
 
     async def me(request: Request) -> Response:
         pid = request.path_params["pid"]
-        user = await call(services, auth.me, require_token(request), pid)
+        user = await call_read(services, auth.me, require_token(request), pid)
         # Kustomer's isLoggedIn({email} | {externalId}): is this session that user?
         email = request.query_params.get("email")
         external_id = request.query_params.get("externalId")

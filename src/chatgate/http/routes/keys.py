@@ -33,7 +33,7 @@ def endpoints(services: Services) -> list[Endpoint]:
 
     async def list_api_keys(request: Request) -> Response:
         pid = request.path_params["pid"]
-        found = await with_session(services, request, lambda c: keys.list_api_keys(pid, c))
+        found = await with_session(services, request, lambda c: keys.list_api_keys(pid, c), reads_only=True)
         return json({"apikeys": [presenters.api_key(k) for k in found]})
 
     async def revoke_api_key(request: Request) -> Response:

@@ -22,12 +22,12 @@ def endpoints(services: Services) -> list[Endpoint]:
         return json(presenters.project(project, role))
 
     async def list_projects(request: Request) -> Response:
-        mine = await with_session(services, request, projects.list_mine)
+        mine = await with_session(services, request, projects.list_mine, reads_only=True)
         return json([presenters.project(p, role) for p, role in mine])
 
     async def get_project(request: Request) -> Response:
         pid = request.path_params["pid"]
-        project, role = await with_session(services, request, lambda c: projects.get(pid, c))
+        project, role = await with_session(services, request, lambda c: projects.get(pid, c), reads_only=True)
         return json(presenters.project(project, role))
 
     async def change_project(request: Request) -> Response:
