@@ -42,10 +42,6 @@ class Principal:
     subject_id: str
     project_id: str | None
 
-    @property
-    def is_staff(self) -> bool:
-        return self.kind is SessionKind.STAFF
-
 
 @dataclass(frozen=True)
 class Caller:

@@ -64,9 +64,6 @@ class StaffRepo(_Repo):
     def by_email(self, email: str) -> StaffAccount | None:
         return self._staff(self.sql.one("SELECT * FROM staff_accounts WHERE email = :email", email=email))
 
-    def by_id(self, staff_id: str) -> StaffAccount | None:
-        return self._staff(self.sql.one("SELECT * FROM staff_accounts WHERE id = :id", id=staff_id))
-
     def _staff(self, r: dict[str, Any] | None) -> StaffAccount | None:
         if r is None:
             return None

@@ -16,7 +16,6 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
-SQLITE_TIME = "%Y-%m-%d %H:%M:%S.%f"  # what SQLAlchemy's DateTime writes on SQLite
 _PARAM = re.compile(r"(?<!:):([a-z_][a-z0-9_]*)")
 
 
@@ -67,7 +66,8 @@ class Sql:
         if isinstance(value, datetime):
             if value.tzinfo is not UTC:
                 value = value.astimezone(UTC)
-            # SQLITE_TIME, written by isoformat (C) rather than strftime: "…+00:00" cut off.
+            # "YYYY-MM-DD HH:MM:SS.ffffff", as SQLAlchemy's DateTime writes it on
+            # SQLite; isoformat (C) with "+00:00" cut off is faster than strftime.
             return value.isoformat(" ", "microseconds")[:26]
         if isinstance(value, dict | list):
             return json.dumps(value)
