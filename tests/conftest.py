@@ -154,6 +154,11 @@ class Db:
         with self.engine.connect() as conn:
             return int(conn.execute(text(f"SELECT COUNT(*) FROM {table} WHERE {where}"), params).scalar() or 0)
 
+    def execute(self, sql: str, **params: Any) -> None:
+        """Change a row behind the server's back (to make time pass, for instance)."""
+        with self.engine.begin() as conn:
+            conn.execute(text(sql), params)
+
     def rows(self, sql: str, **params: Any) -> list[Any]:
         with self.engine.connect() as conn:
             return list(conn.execute(text(sql), params).all())

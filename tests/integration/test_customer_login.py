@@ -105,3 +105,14 @@ def test_me_refuses_sessions_of_other_projects_and_staff(api: httpx.Client, proj
     assert api.get(f"/v1/projects/{project.id}/auth/me", headers=project.owner.auth).status_code == 401
     # And an end user's session is no staff session.
     assert api.get(f"/v1/projects/{project.id}/users", headers={"Authorization": body["token"]}).status_code == 403
+
+
+def test_an_expired_session_is_refused(api: httpx.Client, project: Project, db: Db) -> None:
+    body = login(api, project, hs256(project.secret, {"externalId": "exp-1", "iat": now()})).json()
+    auth = {"Authorization": body["token"]}
+    assert api.get(f"/v1/projects/{project.id}/auth/me", headers=auth).status_code == 200
+    # The stored session decides, not only the token's own exp.
+    db.execute(
+        "UPDATE sessions SET expires_at = '2000-01-01 00:00:00.000000' WHERE subject_id = :u", u=body["user"]["_id"]
+    )
+    assert api.get(f"/v1/projects/{project.id}/auth/me", headers=auth).status_code == 401

@@ -112,3 +112,17 @@ def test_api_key_validation(api: httpx.Client, project: Project, db: Db) -> None
         r = api.post(f"/v1/projects/{project.id}/apikeys", json=body, headers=project.owner.auth)
         assert r.status_code == 422, body
     assert db.count("api_keys") == before
+
+
+def test_an_expired_api_key_is_refused(api: httpx.Client, project: Project, db: Db) -> None:
+    created = api.post(
+        f"/v1/projects/{project.id}/apikeys",
+        json={"name": "short-lived", "roles": ["org.admin", "org.user"], "expires_in_days": 1},
+        headers=project.owner.auth,
+    ).json()
+    bearer = {"Authorization": f"Bearer {created['key']}"}
+    assert api.get("/v1/auth/customer/settings", headers=bearer).status_code == 200
+    db.execute("UPDATE api_keys SET expires_at = '2000-01-01 00:00:00.000000' WHERE id = :id", id=created["id"])
+    r = api.get("/v1/auth/customer/settings", headers=bearer)
+    assert r.status_code == 401
+    assert r.json()["error"]["code"] == "invalid_api_key"

@@ -34,3 +34,13 @@ def test_prune_forgets_only_what_expired(tmp_path: Path) -> None:
         assert not store.token_ids.consume("p00000000000000000000000", "fresh", None)
         assert store.token_ids.consume("p00000000000000000000000", "old", None)
     services.ctx.db.dispose()
+
+
+def test_sqlite_database_is_created_in_wal_mode(tmp_path: Path) -> None:
+    settings = Settings.from_env({"CHATGATE_DATA_DIR": str(tmp_path)})
+    upgrade(settings.database_url)
+    services = build_services(settings)
+    with services.ctx.db.read() as store:
+        assert store.sql.scalar("PRAGMA journal_mode") == "wal"
+        assert store.sql.scalar("SELECT COUNT(*) FROM alembic_version") == 1
+    services.ctx.db.dispose()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 from typing import Any
 
 
@@ -50,6 +51,13 @@ class Project:
     created_at: datetime
     settings: dict[str, Any]
     secret_ciphertext: bytes | None = None
+
+    @cached_property
+    def effective_settings(self) -> dict[str, Any]:
+        """The stored settings completed by today's defaults; worked out once per loaded project."""
+        from chatgate.domain.project_settings import with_defaults
+
+        return with_defaults(self.settings)
 
 
 @dataclass(frozen=True)

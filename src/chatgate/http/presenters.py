@@ -6,7 +6,6 @@ from datetime import datetime
 from typing import Any
 
 from chatgate.domain.models import ApiKey, AuditEvent, EndUser, Project, Role, StaffAccount
-from chatgate.services.projects import effective_settings
 
 
 def iso(moment: datetime | None) -> str | None:
@@ -36,7 +35,7 @@ def project(p: Project, role: Role) -> dict[str, Any]:
         "id": p.id,
         "name": p.name,
         "createdAt": iso(p.created_at),
-        "settings": effective_settings(p),
+        "settings": p.effective_settings,
         "role": role.value,
         "hasSigningSecret": p.secret_ciphertext is not None,
     }

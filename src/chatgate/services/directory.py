@@ -8,7 +8,7 @@ from chatgate.domain.ids import looks_like_id
 from chatgate.domain.models import AuditEvent, CreatedVia, EndUser, Role
 from chatgate.errors import UserNotFound
 from chatgate.services.context import Caller, ServiceContext
-from chatgate.services.projects import effective_settings, require_role
+from chatgate.services.projects import require_role
 
 MAX_PAGE = 200
 
@@ -50,9 +50,7 @@ class DirectoryService:
             used = store.projects.seats_used(project_id)
         more = len(users) > limit
         users = users[:limit]
-        return UserPage(
-            users, used, effective_settings(project)["seat_limit"], users[-1].id if more and users else None
-        )
+        return UserPage(users, used, project.effective_settings["seat_limit"], users[-1].id if more and users else None)
 
     def get_user(self, project_id: str, user_ref: str, caller: Caller) -> EndUser:
         """A user by Chatgate ``_id`` or by the customer's ``externalId``."""

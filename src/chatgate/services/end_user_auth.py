@@ -32,7 +32,6 @@ from chatgate.errors import (
 )
 from chatgate.services.context import Caller, ServiceContext, audit
 from chatgate.services.keys import KeyService
-from chatgate.services.projects import effective_settings
 from chatgate.services.sessions import SessionService
 from chatgate.storage.repositories import Store
 
@@ -106,7 +105,7 @@ class EndUserAuthService:
         """Kustomer ``login({jwtToken})``: fresh ``iat`` required, email wins over externalId."""
         project = self._project(project_id)
         self._require_method(project, "external_jwt")
-        settings = effective_settings(project)
+        settings = project.effective_settings
 
         def read(claims: dict[str, Any], now: float) -> dialects.LoginClaim:
             return dialects.customer_login(claims, now, settings["max_token_age_seconds"], settings["leeway_seconds"])
@@ -201,7 +200,7 @@ class EndUserAuthService:
 
     @staticmethod
     def _require_method(project: Project, method: str) -> None:
-        if not effective_settings(project)["auth_methods"].get(method, False):
+        if not project.effective_settings["auth_methods"].get(method, False):
             raise AuthMethodDisabled()
 
     def _project_for_audience(self, claims: dict[str, Any]) -> Project:
@@ -229,7 +228,7 @@ class EndUserAuthService:
         method: str,
         dialect: Callable[[dict[str, Any], float], dialects.LoginClaim],
     ) -> dialects.LoginClaim:
-        settings = effective_settings(project)
+        settings = project.effective_settings
         now = self.ctx.clock().timestamp()
         try:
             key = self.keys.verification_key(project)
@@ -302,10 +301,22 @@ class EndUserAuthService:
         user_id = new_id()
         if not store.end_users.add_if_absent(user_id, project.id, new, now):
             return None
-        if not new.anonymous and not store.projects.take_seat(project.id, effective_settings(project)["seat_limit"]):
+        if not new.anonymous and not store.projects.take_seat(project.id, project.effective_settings["seat_limit"]):
             raise SeatLimitReached()
-        user = store.end_users.by_id(user_id)
-        assert user is not None
+        user = EndUser(
+            id=user_id,
+            project_id=project.id,
+            external_id=new.external_id,
+            email=new.email,
+            firstname=new.firstname,
+            lastname=new.lastname,
+            anonymous=new.anonymous,
+            created_via=new.created_via,
+            metadata=new.metadata,
+            created_at=now,
+            last_seen_at=now,
+            password_hash=new.password_hash,
+        )
         audit(
             store,
             now,

@@ -80,7 +80,7 @@ class ProjectService:
                 if settings is not None
                 else project_settings.with_defaults(project.settings)
             )
-            old_audiences = project_settings.with_defaults(project.settings)["accepted_audiences"]
+            old_audiences = project.effective_settings["accepted_audiences"]
             if new_settings["accepted_audiences"] != old_audiences and not store.projects.replace_audiences(
                 project_id, new_settings["accepted_audiences"]
             ):
@@ -119,7 +119,3 @@ class ProjectService:
                 role=role.value,
             )
         return account.id
-
-
-def effective_settings(project: Project) -> dict[str, Any]:
-    return project_settings.with_defaults(project.settings)

@@ -67,7 +67,7 @@ class SessionService:
 
     def authenticate(self, token: str) -> Principal:
         """The principal behind a session token; revoked or expired sessions are refused at once."""
-        with self.ctx.db.read() as store:
+        with self.ctx.db.lookup() as store:
             session = self.live_session(store, token)
         if session is None:
             raise NotAuthenticated("The session token is invalid, expired or signed out.")
