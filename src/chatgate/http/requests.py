@@ -100,9 +100,10 @@ async def blocking(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
 
 
 async def call(services: Services, fn: Callable[..., T], *args: Any) -> T:
-    """Run a service call that may write: inline where the database allows it, else in the worker pool."""
-    if services.ctx.db.writes_inline:
-        return fn(*args)
+    """Run a service call that may write: in the next group commit on SQLite, else in the worker pool."""
+    group_commit = services.ctx.db.group_commit
+    if group_commit is not None:
+        return await group_commit.run(fn, *args)
     return await run_in_threadpool(fn, *args)
 
 

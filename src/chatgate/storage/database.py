@@ -2,7 +2,8 @@
 
 Services use plain blocking connections and, unless CHATGATE_DB_IN_THREADS is
 set, run on the event loop: each statement takes microseconds (SQLite) or a
-local round trip (PostgreSQL), less than a hop to a worker thread.
+local round trip (PostgreSQL), less than a hop to a worker thread. On SQLite
+the loop's write calls are batched into one commit (group_commit.py).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
+from chatgate.storage.group_commit import GroupCommit
 from chatgate.storage.repositories import Store
 from chatgate.storage.sql import Sql
 
@@ -78,14 +80,32 @@ class SqliteWriterLock:
         self._threads = threading.Lock()
         self._fd = os.open(f"{database_file}.write-lock", os.O_RDWR | os.O_CREAT, 0o600)
 
+    def acquire(self) -> None:
+        self._threads.acquire()
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+
+    def try_acquire(self) -> bool:
+        """Take the lock if nobody holds it; never waits."""
+        if not self._threads.acquire(blocking=False):
+            return False
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._threads.release()
+            return False
+        return True
+
+    def release(self) -> None:
+        fcntl.flock(self._fd, fcntl.LOCK_UN)
+        self._threads.release()
+
     @contextmanager
     def held(self) -> Iterator[None]:
-        with self._threads:
-            fcntl.flock(self._fd, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(self._fd, fcntl.LOCK_UN)
+        self.acquire()
+        try:
+            yield
+        finally:
+            self.release()
 
 
 class Database:
@@ -102,28 +122,76 @@ class Database:
         self.reads_inline = not in_threads
         self.writes_inline = not in_threads and self.dialect == "sqlite"
         database_file = make_url(self.url).database if self.dialect == "sqlite" else None
-        self._writer_lock = SqliteWriterLock(database_file) if database_file and database_file != ":memory:" else None
+        self.writer_lock = SqliteWriterLock(database_file) if database_file and database_file != ":memory:" else None
+        self.group_commit = GroupCommit(self) if self.writes_inline else None
         self._loop_raw: Any = None
         self._loop_raw_free = True
+        # While a group commit runs: its connection, and the thread (the loop's) it runs on.
+        self._batch_raw: Any = None
+        self._batch_thread: int | None = None
 
     @contextmanager
     def write(self) -> Iterator[Store]:
-        """One transaction that may write; committed when the block ends without error."""
-        lock = self._writer_lock.held() if self._writer_lock else nullcontext()
+        """One transaction that may write; committed when the block ends without error.
+
+        Inside a group commit it is a savepoint of the batch's transaction: rolled
+        back alone on error, stored when the batch commits.
+        """
+        if self._in_batch():
+            with self._savepoint() as store:
+                yield store
+            return
+        lock = self.writer_lock.held() if self.writer_lock else nullcontext()
         with lock, self._transaction("BEGIN IMMEDIATE") as store:
             yield store
 
     @contextmanager
     def read(self) -> Iterator[Store]:
         """A read-only transaction: every statement sees the same snapshot."""
+        if self._in_batch():  # the batch holds the write lock: nothing changes under it
+            yield Store(Sql(self._batch_raw, self.dialect))
+            return
         with self._transaction("BEGIN") as store:
             yield store
 
     @contextmanager
     def lookup(self) -> Iterator[Store]:
         """For a single read statement: on SQLite it needs no transaction of its own."""
+        if self._in_batch():
+            yield Store(Sql(self._batch_raw, self.dialect))
+            return
         with self._transaction(None) as store:
             yield store
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """The one transaction of a group commit (SQLite, writer lock held by the caller)."""
+        with self._connection() as raw:
+            raw.cursor().execute("BEGIN IMMEDIATE")
+            self._batch_raw, self._batch_thread = raw, threading.get_ident()
+            try:
+                yield
+                raw.commit()
+            except BaseException:
+                raw.rollback()  # a failed COMMIT (a deferred constraint, a full disk) leaves it open
+                raise
+            finally:
+                self._batch_raw = self._batch_thread = None
+
+    def _in_batch(self) -> bool:
+        return self._batch_raw is not None and self._batch_thread == threading.get_ident()
+
+    @contextmanager
+    def _savepoint(self) -> Iterator[Store]:
+        cursor = self._batch_raw.cursor()
+        cursor.execute("SAVEPOINT unit")
+        try:
+            yield Store(Sql(self._batch_raw, self.dialect))
+        except BaseException:
+            cursor.execute("ROLLBACK TO unit")
+            cursor.execute("RELEASE unit")
+            raise
+        cursor.execute("RELEASE unit")
 
     @contextmanager
     def _transaction(self, sqlite_begin: str | None) -> Iterator[Store]:
@@ -141,10 +209,10 @@ class Database:
                 raw.cursor().execute(sqlite_begin)  # autocommit driver: we open the transaction
             try:
                 yield Store(Sql(raw, self.dialect))
+                raw.commit()
             except BaseException:
                 raw.rollback()
                 raise
-            raw.commit()
 
     @contextmanager
     def _connection(self) -> Iterator[Any]:
@@ -166,6 +234,8 @@ class Database:
             raw.close()
 
     def dispose(self) -> None:
+        if self.group_commit is not None:
+            self.group_commit.close()
         if self._loop_raw is not None:
             self._loop_raw.close()
             self._loop_raw = None
