@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -92,6 +93,10 @@ def create_app(settings: Settings) -> Starlette:
         # One worker thread per pooled connection (pool_size + the same overflow):
         # a request never waits on the pool while holding a thread.
         anyio.to_thread.current_default_thread_limiter().total_tokens = 2 * settings.db_pool_size
+        # Everything loaded so far lives as long as the server: keep it out of the
+        # collector, whose full passes over it took ~40 ms each (a p99 of its own).
+        gc.collect()
+        gc.freeze()
         pruning = asyncio.create_task(housekeeping())
         try:
             yield
