@@ -435,7 +435,8 @@ def measure_memory(server: Process, fixture: Fixture, total: int) -> dict[str, A
     }
 
 
-def run(plan: Plan, postgres_url: str | None) -> dict[str, Any]:
+def run(plan: Plan, postgres_url: str | None, only: tuple[str, ...] = ()) -> dict[str, Any] | None:
+    """The whole comparison; with ``only``, just those scenarios, printed and not reported."""
     tmp = RESULTS / "tmp"
     tmp.mkdir(parents=True, exist_ok=True)
     processes: list[Process] = []
@@ -470,10 +471,12 @@ def run(plan: Plan, postgres_url: str | None) -> dict[str, Any]:
                 print(f"bench: round {round_no + 1}/{plan.rounds}", flush=True)
                 record("floor", floor.url, verify)
                 record("peer", peer.url, verify)
-                for scenario in SCENARIOS:
+                for scenario in only or SCENARIOS:
                     for backend, srv in servers.items():
                         record(f"{scenario}@{backend}", srv.url, fixtures[backend].loads[scenario])
 
+            if only:
+                return None
             argon2 = raw_argon2_rate(max(plan.seconds, 5))
             print(f"bench: raw argon2id verify rate {argon2:.1f}/s")
             memory = measure_memory(servers["sqlite"], fixtures["sqlite"], plan.memory_requests)
@@ -629,9 +632,20 @@ def main() -> int:
         help="server to create a scratch database on; empty to skip PostgreSQL",
     )
     parser.add_argument("--output", default=str(RESULTS / "latest.json"))
+    parser.add_argument(
+        "--only",
+        default="",
+        help="comma-separated scenarios to measure while optimising: printed, no results file written",
+    )
     args = parser.parse_args()
     mode = "smoke" if args.smoke else "quick" if args.quick else "full"
-    result = run(PLANS[mode], args.postgres_url or None)
+    only = tuple(name for name in args.only.split(",") if name)
+    unknown = set(only) - set(SCENARIOS)
+    if unknown:
+        parser.error(f"unknown scenarios: {', '.join(sorted(unknown))}")
+    result = run(PLANS[mode], args.postgres_url or None, only)
+    if result is None:
+        return 0
     result["mode"] = mode
     output = Path(args.output)
     output.write_text(json.dumps(result, indent=2) + "\n")
