@@ -15,12 +15,14 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import ASGIApp
 
 from chatgate.crypto.passwords import PasswordHasherPool
 from chatgate.crypto.secrets import SecretBox, ServerKeys, load_or_create_server_key
 from chatgate.crypto.tokens import SessionTokenCodec
 from chatgate.errors import DomainError
 from chatgate.http import errors
+from chatgate.http.dispatch import ApiRouter
 from chatgate.http.limits import BodyLimit
 from chatgate.http.requests import call, call_read, json
 from chatgate.http.routes import directory, end_users, keys, projects, staff
@@ -61,7 +63,7 @@ def api_endpoints(services: Services) -> list[Endpoint]:
     ]
 
 
-def create_app(settings: Settings) -> Starlette:
+def create_app(settings: Settings) -> ASGIApp:
     services = build_services(settings)
     endpoints = api_endpoints(services)
     document = openapi_document(endpoints, settings.public_url, version("chatgate"))
@@ -104,7 +106,8 @@ def create_app(settings: Settings) -> Starlette:
             pruning.cancel()
             services.ctx.db.dispose()
 
-    app = Starlette(
+    # The API routes are here too: for 404/405 answers and redirects, which ApiRouter leaves to Starlette.
+    site = Starlette(
         routes=[
             Route("/healthz", healthz, methods=["GET"]),
             Route("/openapi.json", openapi_json, methods=["GET"]),
@@ -119,11 +122,9 @@ def create_app(settings: Settings) -> Starlette:
         },
         lifespan=lifespan,
     )
-    app.state.services = services
-    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
-    return app
+    return BodyLimit(ApiRouter(endpoints, fallback=site), max_bytes=settings.max_body_bytes)
 
 
-def create_app_from_env() -> Starlette:
+def create_app_from_env() -> ASGIApp:
     """Factory for ``uvicorn --factory`` and worker processes: settings from the environment."""
     return create_app(Settings.from_env())
