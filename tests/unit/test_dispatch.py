@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from async_tools import run_async
 from chatgate.errors import ProjectNotFound
 from chatgate.http.dispatch import ApiRouter
 from chatgate.http.routing import Endpoint
@@ -62,7 +61,7 @@ def answer(path: str) -> tuple[int, bytes]:
         sent.append(message)
 
     scope = {"type": "http", "method": "GET", "path": path, "headers": [], "query_string": b""}
-    asyncio.run(router(scope, receive, send))  # type: ignore[arg-type]
+    run_async(router(scope, receive, send))  # type: ignore[arg-type]
     return int(sent[0]["status"]), bytes(sent[1]["body"])  # type: ignore[call-overload]
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from async_tools import run_async
 from chatgate.storage.database import Database
 
 
@@ -49,7 +50,7 @@ def test_a_failing_call_loses_only_its_own_writes(db: Database) -> None:
             )
         )
 
-    first, refused, third = asyncio.run(turn())
+    first, refused, third = run_async(turn())
     assert (first, third) == ("first", "third")
     assert isinstance(refused, ValueError)
     assert names(db) == ["first", "third"]
@@ -70,7 +71,7 @@ def test_calls_of_one_batch_see_each_others_writes(db: Database) -> None:
     async def turn() -> list[bool]:
         return list(await asyncio.gather(*(batch.run(add_unless_present, "same") for _ in range(5))))
 
-    assert asyncio.run(turn()) == [True, False, False, False, False]
+    assert run_async(turn()) == [True, False, False, False, False]
     assert names(db) == ["same"]
 
 
@@ -94,7 +95,7 @@ def test_a_failed_commit_fails_every_call_and_stores_nothing(db: Database) -> No
             )
         )
 
-    outcomes = asyncio.run(turn())
+    outcomes = run_async(turn())
     assert all(isinstance(outcome, Exception) for outcome in outcomes)
     assert names(db) == []
 
@@ -121,7 +122,7 @@ def test_waiting_for_another_process_does_not_stop_the_event_loop(db: Database, 
         threading.Thread(target=release).start()
         return ticks, await asyncio.wait_for(pending, 5)
 
-    assert asyncio.run(scenario()) == (20, "after")
+    assert run_async(scenario()) == (20, "after")
     assert released.is_set()
     assert names(db) == ["after"]
     other_process.dispose()
