@@ -92,9 +92,8 @@ def create_app(settings: Settings) -> ASGIApp:
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
-        # One worker thread per pooled connection (pool_size + the same overflow):
-        # a request never waits on the pool while holding a thread.
-        anyio.to_thread.current_default_thread_limiter().total_tokens = 2 * settings.db_pool_size
+        # One worker thread per pooled connection: a request never waits on the pool while holding a thread.
+        anyio.to_thread.current_default_thread_limiter().total_tokens = settings.db_pool_size
         # Everything loaded so far lives as long as the server: keep it out of the
         # collector, whose full passes over it took ~40 ms each (a p99 of its own).
         gc.collect()
