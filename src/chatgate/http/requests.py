@@ -101,17 +101,12 @@ async def blocking(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
 
 async def call(services: Services, fn: Callable[..., T], *args: Any) -> T:
     """Run a service call that may write: in the next group commit on SQLite, else in the worker pool."""
-    group_commit = services.ctx.db.group_commit
-    if group_commit is not None:
-        return await group_commit.run(fn, *args)
-    return await run_in_threadpool(fn, *args)
+    return await services.ctx.db.writing(fn, *args)
 
 
 async def call_read(services: Services, fn: Callable[..., T], *args: Any) -> T:
     """Run a service call that only reads: on the event loop unless CHATGATE_DB_IN_THREADS is set."""
-    if services.ctx.db.reads_inline:
-        return fn(*args)
-    return await run_in_threadpool(fn, *args)
+    return await services.ctx.db.reading(fn, *args)
 
 
 def json(body: Any, status: int = 200) -> Response:

@@ -1,6 +1,12 @@
 """Every way an end user gets in (contract §4): anonymous, custom token,
 external auth code, customer login and email — and what they share: verify,
-find or create within the seat limit, merge the visitor, open a session."""
+find or create within the seat limit, merge the visitor, open a session.
+
+A token sign-in runs in three steps so that only what must be written holds
+SQLite's one write lock (group commit): the project and the token are checked
+with reads (``Database.reading``), the user, session and audit rows are written
+in one unit (``Database.writing``), and the session token is signed after.
+The password routes run whole in a worker thread because of argon2."""
 
 from __future__ import annotations
 
@@ -15,7 +21,7 @@ from chatgate.domain import dialects
 from chatgate.domain.audit import AuditAction
 from chatgate.domain.identity import Lookup
 from chatgate.domain.ids import looks_like_id, new_id
-from chatgate.domain.models import CreatedVia, EndUser, NewEndUser, Project, SessionKind
+from chatgate.domain.models import CreatedVia, EndUser, NewEndUser, Project, Session, SessionKind
 from chatgate.domain.password_policy import password_problem
 from chatgate.errors import (
     AuthMethodDisabled,
@@ -48,6 +54,26 @@ class EndUserLogin:
 
 
 @dataclass(frozen=True)
+class _Written:
+    """What a login stored: the user, the session to sign a token for, and what happened."""
+
+    user: EndUser
+    session: Session
+    created: bool
+    merged_conversations: int
+
+
+class _Refused(Exception):
+    """A token refused before anything was written; the refusal still goes to the audit log."""
+
+    def __init__(self, project_id: str | None, rejection: TokenRejected, method: str) -> None:
+        super().__init__(rejection.message)
+        self.project_id = project_id
+        self.rejection = rejection
+        self.method = method
+
+
+@dataclass(frozen=True)
 class _Attempt:
     """One login about to be written: who to find, what to create, what to consume."""
 
@@ -65,53 +91,72 @@ class EndUserAuthService:
 
     # -- the ways in -------------------------------------------------------
 
-    def sign_in_anonymously(
+    async def sign_in_anonymously(
         self, project_id: str, firstname: str | None, lastname: str | None, caller: Caller
     ) -> EndUserLogin:
-        project = self._project(project_id)
+        project = await self.ctx.db.reading(self._project, project_id)
         self._require_method(project, "anonymous")
         self.ctx.limiter.hit("anonymous_ip", caller.ip)
         visitor = NewEndUser(CreatedVia.ANONYMOUS, firstname=firstname, lastname=lastname, anonymous=True)
-        now = self.ctx.clock()
-        with self.ctx.db.write() as store:
-            user = self._create(store, project, visitor, caller, now)
-            assert user is not None  # a visitor has no unique key to collide on
-            opened = self.sessions.open(store, SessionKind.END_USER, user.id, project.id, now)
-        return EndUserLogin(user, opened.token, True, 0)
 
-    def sign_in_with_custom_token(self, token: str, caller: Caller, anonymous_token: str | None) -> EndUserLogin:
+        def write() -> _Written:
+            now = self.ctx.clock()
+            with self.ctx.db.write() as store:
+                user = self._create(store, project, visitor, caller, now)
+                assert user is not None  # a visitor has no unique key to collide on
+                session = self.sessions.record(store, SessionKind.END_USER, user.id, project.id, now)
+            return _Written(user, session, True, 0)
+
+        return self._signed(await self.ctx.db.writing(write))
+
+    async def sign_in_with_custom_token(self, token: str, caller: Caller, anonymous_token: str | None) -> EndUserLogin:
         """Tiledesk: the project is the one the token's ``aud`` names."""
-        try:
-            project = self._project_for_audience(unverified_claims(token))
-        except TokenRejected as rejection:
-            self._record_refusal(None, rejection, caller, "custom_token")
-            raise
-        self._require_method(project, "external_jwt")
-        claim = self._verify(project, token, caller, "custom_token", lambda claims, _now: dialects.custom_token(claims))
-        return self._log_in(_Attempt(project, claim, "custom_token", anonymous_token), caller)
 
-    def exchange_external_code(
+        def check() -> _Attempt:
+            try:
+                project = self._project_for_audience(unverified_claims(token))
+            except TokenRejected as rejection:
+                raise _Refused(None, rejection, "custom_token") from rejection
+            self._require_method(project, "external_jwt")
+            claim = self._verify(project, token, "custom_token", lambda claims, _now: dialects.custom_token(claims))
+            return _Attempt(project, claim, "custom_token", anonymous_token)
+
+        return await self._sign_in(check, caller)
+
+    async def exchange_external_code(
         self, project_id: str, code: str, caller: Caller, anonymous_token: str | None
     ) -> EndUserLogin:
         """TypingMind ``externalAuthCode``, from a link, the widget or an API call."""
-        project = self._project(project_id)
-        self._require_method(project, "external_jwt")
-        claim = self._verify(
-            project, code, caller, "external_auth_code", lambda claims, _now: dialects.external_auth_code(claims)
-        )
-        return self._log_in(_Attempt(project, claim, "external_auth_code", anonymous_token), caller)
 
-    def customer_login(self, project_id: str, jwt: str, caller: Caller, anonymous_token: str | None) -> EndUserLogin:
+        def check() -> _Attempt:
+            project = self._project(project_id)
+            self._require_method(project, "external_jwt")
+            claim = self._verify(
+                project, code, "external_auth_code", lambda claims, _now: dialects.external_auth_code(claims)
+            )
+            return _Attempt(project, claim, "external_auth_code", anonymous_token)
+
+        return await self._sign_in(check, caller)
+
+    async def customer_login(
+        self, project_id: str, jwt: str, caller: Caller, anonymous_token: str | None
+    ) -> EndUserLogin:
         """Kustomer ``login({jwtToken})``: fresh ``iat`` required, email wins over externalId."""
-        project = self._project(project_id)
-        self._require_method(project, "external_jwt")
-        settings = project.effective_settings
 
-        def read(claims: dict[str, Any], now: float) -> dialects.LoginClaim:
-            return dialects.customer_login(claims, now, settings["max_token_age_seconds"], settings["leeway_seconds"])
+        def check() -> _Attempt:
+            project = self._project(project_id)
+            self._require_method(project, "external_jwt")
+            settings = project.effective_settings
 
-        claim = self._verify(project, jwt, caller, "customer_login", read)
-        return self._log_in(_Attempt(project, claim, "customer_login", anonymous_token), caller)
+            def read(claims: dict[str, Any], now: float) -> dialects.LoginClaim:
+                return dialects.customer_login(
+                    claims, now, settings["max_token_age_seconds"], settings["leeway_seconds"]
+                )
+
+            claim = self._verify(project, jwt, "customer_login", read)
+            return _Attempt(project, claim, "customer_login", anonymous_token)
+
+        return await self._sign_in(check, caller)
 
     def email_sign_up(
         self,
@@ -141,10 +186,10 @@ class EndUserAuthService:
         )
         claim = dialects.LoginClaim(Lookup("email", email), profile)
         try:
-            login = self._log_in(_Attempt(project, claim, "email_signup", anonymous_token), caller, must_create=True)
+            written = self._log_in(_Attempt(project, claim, "email_signup", anonymous_token), caller, must_create=True)
         except IdentityConflict as exc:
             raise EmailTaken() from exc
-        return login
+        return self._signed(written)
 
     def email_sign_in(
         self, project_id: str, email: str, password: str, caller: Caller, anonymous_token: str | None
@@ -171,7 +216,7 @@ class EndUserAuthService:
                 )
             raise InvalidCredentials()
         claim = dialects.LoginClaim(Lookup("email", email), None)
-        return self._log_in(_Attempt(project, claim, "email", anonymous_token), caller)
+        return self._signed(self._log_in(_Attempt(project, claim, "email", anonymous_token), caller))
 
     def me(self, session_token: str, project_id: str) -> EndUser:
         """The user behind an end-user session of this project (one statement)."""
@@ -224,7 +269,6 @@ class EndUserAuthService:
         self,
         project: Project,
         token: str,
-        caller: Caller,
         method: str,
         dialect: Callable[[dict[str, Any], float], dialects.LoginClaim],
     ) -> dialects.LoginClaim:
@@ -236,11 +280,24 @@ class EndUserAuthService:
             dialects.check_times(claims, now, dialects.TimePolicy(settings["leeway_seconds"], settings["require_exp"]))
             return dialect(claims, now)
         except TokenRejected as rejection:
-            self._record_refusal(project.id, rejection, caller, method)
-            raise
+            raise _Refused(project.id, rejection, method) from rejection
 
-    def _log_in(self, attempt: _Attempt, caller: Caller, must_create: bool = False) -> EndUserLogin:
-        """Find or create the user, consume the jti, merge the visitor and open a session: one transaction."""
+    async def _sign_in(self, check: Callable[[], _Attempt], caller: Caller) -> EndUserLogin:
+        """Check the token with reads, write the login, sign its session: only the middle step holds the lock."""
+        db = self.ctx.db
+        try:
+            attempt = await db.reading(check)
+        except _Refused as refused:
+            await db.writing(self._record_refusal, refused.project_id, refused.rejection, caller, refused.method)
+            raise refused.rejection from None
+        return self._signed(await db.writing(self._log_in, attempt, caller))
+
+    def _signed(self, written: _Written) -> EndUserLogin:
+        token = self.sessions.sign(written.session)
+        return EndUserLogin(written.user, token, written.created, written.merged_conversations)
+
+    def _log_in(self, attempt: _Attempt, caller: Caller, must_create: bool = False) -> _Written:
+        """Find or create the user, consume the jti, merge the visitor and store a session: one transaction."""
         project, claim = attempt.project, attempt.claim
         now = self.ctx.clock()
         try:
@@ -254,7 +311,7 @@ class EndUserAuthService:
                 else:
                     user = self._refresh(store, user, claim.new_user, now)
                 merged = self._merge_visitor(store, project, user, attempt.anonymous_token, caller, now)
-                opened = self.sessions.open(store, SessionKind.END_USER, user.id, project.id, now)
+                session = self.sessions.record(store, SessionKind.END_USER, user.id, project.id, now)
                 audit(
                     store,
                     now,
@@ -269,7 +326,7 @@ class EndUserAuthService:
         except DomainError as refusal:
             self._record_refusal(project.id, refusal, caller, attempt.method)
             raise
-        return EndUserLogin(user, opened.token, created, merged)
+        return _Written(user, session, created, merged)
 
     def _provision(
         self,

@@ -27,20 +27,31 @@ class SessionService:
         self, store: Store, kind: SessionKind, subject_id: str, project_id: str | None, now: datetime
     ) -> OpenedSession:
         """Store a session and sign a token naming it, inside the caller's transaction."""
+        session = self.record(store, kind, subject_id, project_id, now)
+        return OpenedSession(session, self.sign(session))
+
+    def record(
+        self, store: Store, kind: SessionKind, subject_id: str, project_id: str | None, now: datetime
+    ) -> Session:
+        """Store a session; its token can be signed once the transaction has committed (``sign``)."""
         settings = self.ctx.settings
         ttl = settings.staff_session_ttl_seconds if kind is SessionKind.STAFF else settings.session_ttl_seconds
         session = Session(new_id(), kind, project_id, subject_id, now, now + timedelta(seconds=ttl))
+        store.sessions.add(session)
+        return session
+
+    def sign(self, session: Session) -> str:
+        """The token naming a stored session."""
         claims: dict[str, object] = {
             "sid": session.id,
-            "sub": subject_id,
-            "knd": kind.value,
-            "iat": int(now.timestamp()),
+            "sub": session.subject_id,
+            "knd": session.kind.value,
+            "iat": int(session.created_at.timestamp()),
             "exp": int(session.expires_at.timestamp()),
         }
-        if project_id is not None:
-            claims["pid"] = project_id
-        store.sessions.add(session)
-        return OpenedSession(session, self.ctx.session_codec.issue(claims))
+        if session.project_id is not None:
+            claims["pid"] = session.project_id
+        return self.ctx.session_codec.issue(claims)
 
     def peek(self, token: str) -> dict[str, object] | None:
         """The claims of a well-signed, unexpired session token, without the storage check."""

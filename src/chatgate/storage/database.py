@@ -11,17 +11,20 @@ from __future__ import annotations
 import fcntl
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+import anyio.to_thread
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
 from chatgate.storage.group_commit import GroupCommit
 from chatgate.storage.repositories import Store
 from chatgate.storage.sql import Sql
+
+T = TypeVar("T")
 
 
 def normalize_url(url: str) -> str:
@@ -38,9 +41,7 @@ def make_engine(url: str, pool_size: int = 16) -> Engine:
         database = make_url(url).database
         if database and database != ":memory:":
             Path(database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(
-            url, **_kept_pool(pool_size), connect_args={"check_same_thread": False, "timeout": 30}
-        )
+        engine = create_engine(url, **_kept_pool(pool_size), connect_args={"check_same_thread": False, "timeout": 30})
         _configure_sqlite(engine)
         return engine
     return create_engine(url, **_kept_pool(pool_size))
@@ -134,6 +135,18 @@ class Database:
         # While a group commit runs: its connection, and the thread (the loop's) it runs on.
         self._batch_raw: Any = None
         self._batch_thread: int | None = None
+
+    async def reading(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run a call that only reads: on the event loop unless CHATGATE_DB_IN_THREADS is set."""
+        if self.reads_inline:
+            return fn(*args)
+        return await anyio.to_thread.run_sync(fn, *args)
+
+    async def writing(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run a call that may write: in the next group commit on SQLite, else in a worker thread."""
+        if self.group_commit is not None:
+            return await self.group_commit.run(fn, *args)
+        return await anyio.to_thread.run_sync(fn, *args)
 
     @contextmanager
     def write(self) -> Iterator[Store]:

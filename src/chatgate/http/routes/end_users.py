@@ -11,7 +11,6 @@ from chatgate.http import presenters
 from chatgate.http.requests import (
     authorization_token,
     blocking,
-    call,
     call_read,
     caller_of,
     json,
@@ -50,9 +49,7 @@ def endpoints(services: Services) -> list[Endpoint]:
 
     async def signin_anonymously(request: Request) -> Response:
         body = await parse_body(request, AnonymousSignIn)
-        login = await call(
-            services, auth.sign_in_anonymously, body.id_project, body.firstname, body.lastname, caller_of(request)
-        )
+        login = await auth.sign_in_anonymously(body.id_project, body.firstname, body.lastname, caller_of(request))
         return json(login_body(login))
 
     async def signin_with_custom_token(request: Request) -> Response:
@@ -60,30 +57,20 @@ def endpoints(services: Services) -> list[Endpoint]:
         if token is None:
             raise TokenRejected("malformed", "Send the token as Authorization: JWT <token>.")
         body = await parse_body(request, CustomTokenSignIn, optional=True)
-        login = await call(services, auth.sign_in_with_custom_token, token, caller_of(request), body.anonymous_token)
+        login = await auth.sign_in_with_custom_token(token, caller_of(request), body.anonymous_token)
         return json(login_body(login))
 
     async def exchange_external_code(request: Request) -> Response:
         body = await parse_body(request, ExternalCodeExchange)
-        login = await call(
-            services,
-            auth.exchange_external_code,
-            request.path_params["pid"],
-            body.externalAuthCode,
-            caller_of(request),
-            body.anonymous_token,
+        login = await auth.exchange_external_code(
+            request.path_params["pid"], body.externalAuthCode, caller_of(request), body.anonymous_token
         )
         return json(login_body(login, created=True))
 
     async def customer_login(request: Request) -> Response:
         body = await parse_body(request, CustomerLogin)
-        login = await call(
-            services,
-            auth.customer_login,
-            request.path_params["pid"],
-            body.jwtToken,
-            caller_of(request),
-            body.anonymous_token,
+        login = await auth.customer_login(
+            request.path_params["pid"], body.jwtToken, caller_of(request), body.anonymous_token
         )
         return json(login_body(login))
 
