@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 from chatgate.crypto import tokens
@@ -128,35 +129,25 @@ class EndUserAuthService:
     ) -> EndUserLogin:
         """TypingMind ``externalAuthCode``, from a link, the widget or an API call."""
 
-        def check() -> _Attempt:
-            project = self._project(project_id)
-            self._require_method(project, "external_jwt")
-            claim = self._verify(
-                project, code, "external_auth_code", lambda claims, _now: dialects.external_auth_code(claims)
-            )
-            return _Attempt(project, claim, "external_auth_code", anonymous_token)
+        def read(_project: Project, claims: dict[str, Any], _now: float) -> dialects.LoginClaim:
+            return dialects.external_auth_code(claims)
 
-        return await self._sign_in(check, caller)
+        return await self._sign_in(
+            partial(self._check_project_token, project_id, code, "external_auth_code", read, anonymous_token), caller
+        )
 
     async def customer_login(
         self, project_id: str, jwt: str, caller: Caller, anonymous_token: str | None
     ) -> EndUserLogin:
         """Kustomer ``login({jwtToken})``: fresh ``iat`` required, email wins over externalId."""
 
-        def check() -> _Attempt:
-            project = self._project(project_id)
-            self._require_method(project, "external_jwt")
+        def read(project: Project, claims: dict[str, Any], now: float) -> dialects.LoginClaim:
             settings = project.effective_settings
+            return dialects.customer_login(claims, now, settings["max_token_age_seconds"], settings["leeway_seconds"])
 
-            def read(claims: dict[str, Any], now: float) -> dialects.LoginClaim:
-                return dialects.customer_login(
-                    claims, now, settings["max_token_age_seconds"], settings["leeway_seconds"]
-                )
-
-            claim = self._verify(project, jwt, "customer_login", read)
-            return _Attempt(project, claim, "customer_login", anonymous_token)
-
-        return await self._sign_in(check, caller)
+        return await self._sign_in(
+            partial(self._check_project_token, project_id, jwt, "customer_login", read, anonymous_token), caller
+        )
 
     def email_sign_up(
         self,
@@ -281,6 +272,20 @@ class EndUserAuthService:
             return dialect(claims, now)
         except TokenRejected as rejection:
             raise _Refused(project.id, rejection, method) from rejection
+
+    def _check_project_token(
+        self,
+        project_id: str,
+        token: str,
+        method: str,
+        dialect: Callable[[Project, dict[str, Any], float], dialects.LoginClaim],
+        anonymous_token: str | None,
+    ) -> _Attempt:
+        """The project named by the route, its token ways in enabled, the token verified and read."""
+        project = self._project(project_id)
+        self._require_method(project, "external_jwt")
+        claim = self._verify(project, token, method, partial(dialect, project))
+        return _Attempt(project, claim, method, anonymous_token)
 
     async def _sign_in(self, check: Callable[[], _Attempt], caller: Caller) -> EndUserLogin:
         """Check the token with reads, write the login, sign its session: only the middle step holds the lock."""
