@@ -1,6 +1,7 @@
 """argon2id password hashing, always off the event loop and bounded in parallelism.
 
-Services call these from worker threads; the hashing itself runs on a small
+Services call these from worker threads (or await the ``_async`` forms on the
+event loop); the hashing itself runs on a small
 pool of its own (one thread per core by default), so a burst of sign-ins uses
 no more CPU than the machine has, and the 19 MiB each hash allocates stays in
 those few threads' memory instead of every request thread's.
@@ -8,6 +9,7 @@ those few threads' memory instead of every request thread's.
 
 from __future__ import annotations
 
+import asyncio
 from concurrent.futures import ThreadPoolExecutor
 
 from argon2 import PasswordHasher, Type
@@ -29,6 +31,15 @@ class PasswordHasherPool:
 
     def verify(self, stored_hash: str | None, password: str) -> bool:
         matches = self._pool.submit(_verify, stored_hash or self._dummy_hash, password).result()
+        return matches and stored_hash is not None
+
+    async def hash_async(self, password: str) -> str:
+        """``hash`` for the event loop: it waits for the pool without holding a thread."""
+        return await asyncio.wrap_future(self._pool.submit(_HASHER.hash, password))
+
+    async def verify_async(self, stored_hash: str | None, password: str) -> bool:
+        """``verify`` for the event loop."""
+        matches = await asyncio.wrap_future(self._pool.submit(_verify, stored_hash or self._dummy_hash, password))
         return matches and stored_hash is not None
 
 

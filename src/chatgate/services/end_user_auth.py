@@ -6,7 +6,7 @@ A token sign-in runs in three steps so that only what must be written holds
 SQLite's one write lock (group commit): the project and the token are checked
 with reads (``Database.reading``), the user, session and audit rows are written
 in one unit (``Database.writing``), and the session token is signed after.
-The password routes run whole in a worker thread because of argon2."""
+Email sign-ins do the same around argon2id, which runs on its own pool."""
 
 from __future__ import annotations
 
@@ -149,7 +149,7 @@ class EndUserAuthService:
             partial(self._check_project_token, project_id, jwt, "customer_login", read, anonymous_token), caller
         )
 
-    def email_sign_up(
+    async def email_sign_up(
         self,
         project_id: str,
         email: str,
@@ -159,55 +159,47 @@ class EndUserAuthService:
         caller: Caller,
         anonymous_token: str | None,
     ) -> EndUserLogin:
-        project = self._project(project_id)
+        db = self.ctx.db
+        project = await db.reading(self._project, project_id)
         self._require_method(project, "email")
         problem = password_problem(password)
         if problem:
             raise ValidationFailed({"password": problem})
         self.ctx.limiter.hit("signup_ip", caller.ip)
-        with self.ctx.db.read() as store:
-            if store.end_users.email_owner(project.id, email) is not None:
-                raise EmailTaken()
+        if await db.reading(self._find, project.id, Lookup("email", email)) is not None:
+            raise EmailTaken()
         profile = NewEndUser(
             CreatedVia.EMAIL,
             email=email,
             firstname=firstname,
             lastname=lastname,
-            password_hash=self.ctx.passwords.hash(password),
+            password_hash=await self.ctx.passwords.hash_async(password),
         )
-        claim = dialects.LoginClaim(Lookup("email", email), profile)
+        attempt = _Attempt(
+            project, dialects.LoginClaim(Lookup("email", email), profile), "email_signup", anonymous_token
+        )
         try:
-            written = self._log_in(_Attempt(project, claim, "email_signup", anonymous_token), caller, must_create=True)
+            written = await db.writing(partial(self._log_in, must_create=True), attempt, caller)
         except IdentityConflict as exc:
             raise EmailTaken() from exc
         return self._signed(written)
 
-    def email_sign_in(
+    async def email_sign_in(
         self, project_id: str, email: str, password: str, caller: Caller, anonymous_token: str | None
     ) -> EndUserLogin:
-        project = self._project(project_id)
+        db = self.ctx.db
+        project = await db.reading(self._project, project_id)
         self._require_method(project, "email")
         self.ctx.limiter.hit("signin_ip", caller.ip)
         self.ctx.limiter.hit("signin_account", f"{project.id}:{email}:{caller.ip}")
-        with self.ctx.db.read() as store:
-            user = store.end_users.find(project.id, Lookup("email", email))
-        stored_hash = user.password_hash if user else None
-        if not self.ctx.passwords.verify(stored_hash, password) or user is None:
-            now = self.ctx.clock()
-            with self.ctx.db.write() as store:
-                audit(
-                    store,
-                    now,
-                    AuditAction.USER_SIGNIN_FAILED,
-                    caller=caller,
-                    project_id=project.id,
-                    subject_id=user.id if user else None,
-                    reason="invalid_credentials",
-                    method="email",
-                )
+        user = await db.reading(self._find, project.id, Lookup("email", email))
+        # Verified even for unknown emails, so both failures take the same time.
+        valid = await self.ctx.passwords.verify_async(user.password_hash if user else None, password)
+        if user is None or not valid:
+            await db.writing(self._record_wrong_password, project.id, user, caller)
             raise InvalidCredentials()
-        claim = dialects.LoginClaim(Lookup("email", email), None)
-        return self._signed(self._log_in(_Attempt(project, claim, "email", anonymous_token), caller))
+        attempt = _Attempt(project, dialects.LoginClaim(Lookup("email", email), None), "email", anonymous_token)
+        return self._signed(await db.writing(self._log_in, attempt, caller))
 
     def me(self, session_token: str, project_id: str) -> EndUser:
         """The user behind an end-user session of this project (one statement)."""
@@ -438,6 +430,23 @@ class EndUserAuthService:
             conversations=moved,
         )
         return moved
+
+    def _find(self, project_id: str, lookup: Lookup) -> EndUser | None:
+        with self.ctx.db.lookup() as store:
+            return store.end_users.find(project_id, lookup)
+
+    def _record_wrong_password(self, project_id: str, user: EndUser | None, caller: Caller) -> None:
+        with self.ctx.db.write() as store:
+            audit(
+                store,
+                self.ctx.clock(),
+                AuditAction.USER_SIGNIN_FAILED,
+                caller=caller,
+                project_id=project_id,
+                subject_id=user.id if user else None,
+                reason="invalid_credentials",
+                method="email",
+            )
 
     def _record_refusal(self, project_id: str | None, refusal: DomainError, caller: Caller, method: str) -> None:
         now = self.ctx.clock()

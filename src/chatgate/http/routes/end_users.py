@@ -10,7 +10,6 @@ from chatgate.errors import TokenRejected
 from chatgate.http import presenters
 from chatgate.http.requests import (
     authorization_token,
-    blocking,
     call_read,
     caller_of,
     json,
@@ -76,8 +75,7 @@ def endpoints(services: Services) -> list[Endpoint]:
 
     async def email_signup(request: Request) -> Response:
         body = await parse_body(request, EndUserSignUp)
-        login = await blocking(
-            auth.email_sign_up,
+        login = await auth.email_sign_up(
             request.path_params["pid"],
             body.email,
             body.password,
@@ -90,8 +88,7 @@ def endpoints(services: Services) -> list[Endpoint]:
 
     async def email_signin(request: Request) -> Response:
         body = await parse_body(request, EndUserSignIn)
-        login = await blocking(
-            auth.email_sign_in,
+        login = await auth.email_sign_in(
             request.path_params["pid"],
             body.email,
             body.password,
