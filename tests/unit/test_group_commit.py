@@ -36,9 +36,8 @@ def add(db: Database, name: str, *, then_fail: bool = False) -> str:
 
 
 def test_a_failing_call_loses_only_its_own_writes(db: Database) -> None:
-    assert db.group_commit is not None
-
     batch = db.group_commit
+    assert batch is not None
 
     async def turn() -> list[object]:
         return list(
@@ -57,7 +56,7 @@ def test_a_failing_call_loses_only_its_own_writes(db: Database) -> None:
 
 
 def test_calls_of_one_batch_see_each_others_writes(db: Database) -> None:
-    """A later call in the batch finds what an earlier one wrote (a unique key holds across the batch)."""
+    """Inside one uncommitted batch, a later call finds what an earlier one wrote: check-then-write stays safe."""
     batch = db.group_commit
     assert batch is not None
 
