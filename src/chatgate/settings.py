@@ -33,6 +33,8 @@ class Settings:
     db_pool_size: int = 16
     db_in_threads: bool = False
     password_hash_concurrency: int = 2
+    header_timeout_seconds: int = 10
+    keepalive_timeout_seconds: int = 5
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -63,6 +65,8 @@ class Settings:
             db_pool_size=_int(env, "CHATGATE_DB_POOL_SIZE", 16),
             db_in_threads=env.get("CHATGATE_DB_IN_THREADS", "").lower() in ("1", "true", "yes"),
             password_hash_concurrency=_int(env, "CHATGATE_PASSWORD_HASH_CONCURRENCY", os.cpu_count() or 2),
+            header_timeout_seconds=_int(env, "CHATGATE_HEADER_TIMEOUT_SECONDS", 10),
+            keepalive_timeout_seconds=_int(env, "CHATGATE_KEEPALIVE_TIMEOUT_SECONDS", 5),
         )
 
 
