@@ -67,8 +67,8 @@ def test_claim_rules(api: httpx.Client, server: Server, project: Project, db: Db
         ({k: v for k, v in good.items() if k != "aud"}, "missing_claim"),
         ({**good, "aud": aud(server, project) + "/"}, "wrong_audience"),
         ({**good, "aud": f"{server.url}/projects/000000000000000000000000"}, "wrong_audience"),
-        ({**good, "_id": {"nested": 1}}, "malformed"),
-        ({**good, "_id": True}, "malformed"),
+        ({**good, "_id": {"nested": 1}}, "invalid_claim"),
+        ({**good, "_id": True}, "invalid_claim"),
         ({**good, "aud": 5}, "malformed"),
     ]
     for claims, reason in cases:

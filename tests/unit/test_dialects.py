@@ -44,7 +44,7 @@ def test_typingmind_rules_in_order() -> None:
     assert (both.lookup.by, both.lookup.value, both.new_user) == ("external_id_or_id", "42", None)
     assert dialects.external_auth_code({"email": "a@b.io"}).lookup.by == "email"
     assert reason_of(dialects.external_auth_code, {"user": {}}) == "missing_claim"
-    assert reason_of(dialects.external_auth_code, {"id": 1.5}) == "malformed"
+    assert reason_of(dialects.external_auth_code, {"id": 1.5}) == "invalid_claim"
 
 
 def test_tiledesk_rules() -> None:

@@ -75,11 +75,30 @@ def _no_constants(name: str) -> Any:
     raise TokenRejected("malformed", f"The token contains {name}, which JSON does not allow.")
 
 
+def _bounded_int(text: str) -> int:
+    # Claims are answered back (metadata) and stored as JSON: keep them within 64 bits.
+    value = int(text)
+    if not -(2**63) <= value < 2**64:
+        raise TokenRejected("malformed", "The token contains a number out of range.")
+    return value
+
+
 def _finite_float(text: str) -> float:
     value = float(text)
     if not math.isfinite(value):
         raise TokenRejected("malformed", "The token contains a number out of range.")
     return value
+
+
+def _has_lone_surrogate(value: Any) -> bool:
+    """A ``\\ud800`` escape without its pair decodes to text no database can store."""
+    if isinstance(value, str):
+        return any("\ud800" <= ch <= "\udfff" for ch in value)
+    if isinstance(value, dict):
+        return any(_has_lone_surrogate(k) or _has_lone_surrogate(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_lone_surrogate(v) for v in value)
+    return False
 
 
 def _depth(value: Any, level: int = 1) -> int:
@@ -90,7 +109,9 @@ def _depth(value: Any, level: int = 1) -> int:
     return level
 
 
-_DECODER = json.JSONDecoder(object_pairs_hook=_no_duplicates, parse_constant=_no_constants, parse_float=_finite_float)
+_DECODER = json.JSONDecoder(
+    object_pairs_hook=_no_duplicates, parse_constant=_no_constants, parse_float=_finite_float, parse_int=_bounded_int
+)
 
 
 def strict_json_object(raw: bytes, what: str) -> dict[str, Any]:
@@ -115,6 +136,8 @@ def strict_json_object(raw: bytes, what: str) -> dict[str, Any]:
     # Depth cannot pass the number of brackets; count levels only when it could.
     if brackets > MAX_JSON_DEPTH and _depth(value) > MAX_JSON_DEPTH:
         raise TokenRejected("malformed", f"The token {what} is nested too deeply.")
+    if ("\\ud" in text or "\\uD" in text) and _has_lone_surrogate(value):
+        raise TokenRejected("malformed", f"The token {what} contains an unpaired surrogate.")
     return value
 
 

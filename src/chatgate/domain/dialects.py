@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from chatgate.domain.identity import (
+    MAX_EXTERNAL_ID_LENGTH,
     MAX_NAME_LENGTH,
     Lookup,
     external_id_from,
@@ -27,6 +28,7 @@ from chatgate.errors import TokenRejected
 REGISTERED_CLAIMS = frozenset({"iss", "sub", "aud", "exp", "nbf", "iat", "jti"})
 TILEDESK_SUBJECT = "userexternal"
 MAX_JTI_LENGTH = 256
+MAX_TIME = 2**53
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,8 @@ class LoginClaim:
     new_user: NewEndUser | None  # None: the user must already exist
     jti: str | None = None
     expires_at: float | None = None
+    # Signed by the project: its email is verified and outranks one a user only typed.
+    vouched: bool = False
 
 
 @dataclass(frozen=True)
@@ -51,6 +55,9 @@ def _number(claims: Mapping[str, Any], name: str) -> float | None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise TokenRejected("malformed", f"The {name} claim must be a number.")
+    # Beyond what a float holds exactly, a time is nonsense (and 10**400 cannot even become one).
+    if not -MAX_TIME <= value <= MAX_TIME:
+        raise TokenRejected("malformed", f"The {name} claim is out of range.")
     return float(value)
 
 
@@ -84,7 +91,7 @@ def _email(value: Any) -> str | None:
         return None
     email = normalize_email(value) if isinstance(value, str) else None
     if email is None:
-        raise TokenRejected("malformed", "The email claim is not a valid email address.")
+        raise TokenRejected("invalid_claim", "The email claim is not a valid email address.")
     return email
 
 
@@ -102,13 +109,18 @@ def _id(value: Any, claim: str) -> str:
     external_id = external_id_from(value)
     if external_id is None:
         raise TokenRejected(
-            "malformed", f"{claim} must be a non-empty string or a whole number of at most 256 characters."
+            "invalid_claim",
+            f"{claim} must be a non-empty string or a whole number of at most {MAX_EXTERNAL_ID_LENGTH} characters,"
+            " without control or bidirectional characters.",
         )
     return external_id
 
 
 def _finish(claims: Mapping[str, Any], lookup: Lookup, new_user: NewEndUser | None) -> LoginClaim:
-    return LoginClaim(lookup, new_user, read_jti(claims), _number(claims, "exp"))
+    """A login the project's signed token vouches for: any email it carries is verified."""
+    if new_user is not None and new_user.email is not None:
+        new_user = replace(new_user, email_verified=True)
+    return LoginClaim(lookup, new_user, read_jti(claims), _number(claims, "exp"), vouched=True)
 
 
 def external_auth_code(claims: Mapping[str, Any]) -> LoginClaim:

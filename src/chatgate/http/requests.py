@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json as stdlib_json
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -21,44 +23,91 @@ T = TypeVar("T")
 SESSION_SCHEMES = ("jwt", "bearer")
 
 
+# Deep enough for any honest body (settings are two levels), shallow enough to walk safely.
+MAX_JSON_DEPTH = 32
+
+
 async def parse_body(request: Request, model: type[M], *, optional: bool = False) -> M:
     raw = await request.body()
     if not raw.strip() and optional:
         return model()
     try:
         data = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise MalformedJson() from exc
+    except orjson.JSONDecodeError:
+        data = _json_with_unstorable_text(raw)
     if not isinstance(data, dict):
         raise MalformedJson()
-    nul = _nul_path(data)
-    if nul is not None:
-        raise ValidationFailed({nul: "must not contain NUL characters"})
+    if _too_deep(data):
+        raise MalformedJson(f"The request body is nested more than {MAX_JSON_DEPTH} levels deep.")
+    unstorable = _unstorable_path(data)
+    if unstorable is not None:
+        raise ValidationFailed({unstorable: "must not contain NUL characters or unpaired surrogates"})
     try:
         return model.model_validate(data)
     except ValidationError as exc:
         raise ValidationFailed(_fields(exc)) from exc
 
 
-def _nul_path(value: Any, path: str = "") -> str | None:
-    """Where a NUL character hides in a JSON value, if anywhere (PostgreSQL cannot store it)."""
+def _too_deep(value: Any) -> bool:
+    """Nesting past MAX_JSON_DEPTH, found without recursion (orjson accepts 1,024 levels)."""
+    level: list[Any] = [value]
+    for _ in range(MAX_JSON_DEPTH):
+        level = [
+            child
+            for item in level
+            for child in (item.values() if isinstance(item, dict) else item if isinstance(item, list) else ())
+            if isinstance(child, dict | list)
+        ]
+        if not level:
+            return False
+    return True
+
+
+def _json_with_unstorable_text(raw: bytes) -> Any:
+    """orjson refuses unpaired surrogate escapes ("\\ud800"), which are valid JSON: read those
+    with the standard parser, so the field can be named in a 422. Anything else is not JSON."""
+    if b"\\u" not in raw:
+        raise MalformedJson()
+    try:
+        return stdlib_json.loads(raw, parse_constant=_not_json)
+    except (ValueError, RecursionError) as exc:
+        raise MalformedJson() from exc
+
+
+def _not_json(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _unstorable(text: str) -> bool:
+    return "\x00" in text or (not text.isascii() and _SURROGATE.search(text) is not None)
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _unstorable_path(value: Any, path: str = "") -> str | None:
+    """Where text no database can store (NUL, unpaired surrogates) hides in a JSON value, if anywhere."""
     if isinstance(value, str):
-        return (path or "body") if "\x00" in value else None
+        return (path or "body") if _unstorable(value) else None
     items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
     for key, item in items:
-        if isinstance(key, str) and "\x00" in key:
+        if isinstance(key, str) and _unstorable(key):
             return path or "body"
-        found = _nul_path(item, f"{path}.{key}" if path else str(key))
+        found = _unstorable_path(item, f"{path}.{key}" if path else str(key))
         if found is not None:
             return found
     return None
 
 
-def parse_query(params: dict[str, Any], model: type[M]) -> M:
-    try:
-        return model.model_validate(params)
-    except ValidationError as exc:
-        raise ValidationFailed(_fields(exc)) from exc
+def query_int(request: Request, name: str, low: int, high: int, default: int) -> int:
+    """A query parameter that must be an ASCII whole number within bounds, else 422."""
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    # isdigit() alone admits "²" and "①", which int() then refuses.
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= len(str(high))) or not low <= int(raw) <= high:
+        raise ValidationFailed({name: f"must be a whole number from {low} to {high}"})
+    return int(raw)
 
 
 def _fields(exc: ValidationError) -> dict[str, str]:
@@ -109,8 +158,12 @@ async def call_read(services: Services, fn: Callable[..., T], *args: Any) -> T:
     return await services.ctx.db.reading(fn, *args)
 
 
+# API answers carry tokens, secrets, keys and users: no cache may keep them.
+API_HEADERS = {"Cache-Control": "no-store"}
+
+
 def json(body: Any, status: int = 200) -> Response:
-    return Response(orjson.dumps(body), status_code=status, media_type="application/json")
+    return Response(orjson.dumps(body), status_code=status, media_type="application/json", headers=API_HEADERS)
 
 
 Handler = Callable[[Request], Awaitable[Response]]

@@ -8,19 +8,14 @@ from starlette.responses import Response
 from chatgate.domain.models import CreatedVia
 from chatgate.errors import ValidationFailed
 from chatgate.http import presenters
-from chatgate.http.requests import json
+from chatgate.http.requests import json, query_int
 from chatgate.http.routing import Endpoint, with_session
 from chatgate.http.schemas import AuditListOut, EndUserOut, UserListOut
 from chatgate.services.bundle import Services
 
 
 def _limit(request: Request, default: int = 50) -> int:
-    raw = request.query_params.get("limit")
-    if raw is None:
-        return default
-    if not raw.isdigit() or not 1 <= int(raw) <= 200:
-        raise ValidationFailed({"limit": "must be a whole number from 1 to 200"})
-    return int(raw)
+    return query_int(request, "limit", 1, 200, default)
 
 
 def endpoints(services: Services) -> list[Endpoint]:

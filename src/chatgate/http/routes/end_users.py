@@ -5,8 +5,8 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from chatgate.domain.identity import normalize_email
-from chatgate.errors import TokenRejected
+from chatgate.domain.identity import MAX_EXTERNAL_ID_LENGTH, external_id_from, normalize_email
+from chatgate.errors import TokenRejected, ValidationFailed
 from chatgate.http import presenters
 from chatgate.http.requests import (
     authorization_token,
@@ -29,6 +29,22 @@ from chatgate.http.schemas import (
 )
 from chatgate.services.bundle import Services
 from chatgate.services.end_user_auth import EndUserLogin
+
+
+def _identifier_query(request: Request) -> tuple[str | None, str | None]:
+    """``?email=`` and ``?externalId=`` in their normal forms; a malformed one is a 422."""
+    raw_email = request.query_params.get("email")
+    raw_external_id = request.query_params.get("externalId")
+    email = normalize_email(raw_email) if raw_email is not None else None
+    external_id = external_id_from(raw_external_id) if raw_external_id is not None else None
+    problems = {}
+    if raw_email is not None and email is None:
+        problems["email"] = "is not a valid email address"
+    if raw_external_id is not None and external_id is None:
+        problems["externalId"] = f"must be 1 to {MAX_EXTERNAL_ID_LENGTH} characters without control characters"
+    if problems:
+        raise ValidationFailed(problems)
+    return email, external_id
 
 
 def login_body(login: EndUserLogin, *, created: bool = False) -> dict[str, object]:
@@ -99,13 +115,10 @@ def endpoints(services: Services) -> list[Endpoint]:
 
     async def me(request: Request) -> Response:
         pid = request.path_params["pid"]
+        # Kustomer's isLoggedIn({email} | {externalId}): is this session exactly that user?
+        email, external_id = _identifier_query(request)
         user = await call_read(services, auth.me, require_token(request), pid)
-        # Kustomer's isLoggedIn({email} | {externalId}): is this session that user?
-        email = request.query_params.get("email")
-        external_id = request.query_params.get("externalId")
-        matches = (email is None or normalize_email(email) == user.email) and (
-            external_id is None or external_id == user.external_id
-        )
+        matches = (email is None or email == user.email) and (external_id is None or external_id == user.external_id)
         return json({"loggedIn": matches, "user": presenters.end_user(user) if matches else None})
 
     async def logout(request: Request) -> Response:
@@ -183,6 +196,7 @@ def endpoints(services: Services) -> list[Endpoint]:
             "end users",
             response=MeOut,
             auth="session",
+            errors=(422,),
             query=(
                 ("email", "true only if the session is this email's user"),
                 ("externalId", "true only if the session is this externalId's user"),
