@@ -64,6 +64,7 @@ class TokenRejected(DomainError):
             "not_yet_valid",
             "iat_too_old",
             "missing_claim",
+            "invalid_claim",
             "wrong_audience",
             "wrong_subject",
             "unknown_key",
@@ -135,9 +136,9 @@ class EmailTaken(Conflict):
     default_message = "An account with this email already exists."
 
 
-class AudienceTaken(Conflict):
-    code = "audience_taken"
-    default_message = "Another project already accepts this audience."
+class LastOwner(Conflict):
+    code = "last_owner"
+    default_message = "A project needs at least one owner; make someone else owner first."
 
 
 class IdentityConflict(Conflict):

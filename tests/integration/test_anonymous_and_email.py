@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import unicodedata
+
 import httpx
 
 from conftest import PASSWORD, Db, Project, unique_email
@@ -113,3 +115,26 @@ def test_anonymous_token_of_another_project_or_identified_user_is_not_merged(
         # The other session still works: nothing was ended.
         owner_pid = other if token == foreign else project.id
         assert api.get(f"/v1/projects/{owner_pid}/auth/me", headers={"Authorization": token}).status_code == 200
+
+
+def test_anonymous_token_is_accepted_as_the_login_answer_gave_it(api: httpx.Client, project: Project, db: Db) -> None:
+    visitor = api.post("/v1/auth/signinAnonymously", json={"id_project": project.id}).json()
+    r = api.post(
+        f"/v1/projects/{project.id}/auth/customer/login",
+        json={
+            "jwtToken": hs256(project.secret, {"externalId": "merge-prefixed", "iat": now()}),
+            "anonymous_token": visitor["token"],  # "JWT <token>", as signinAnonymously answered it
+        },
+    )
+    assert r.status_code == 200
+    assert (
+        db.count("end_users", "id = :v AND merged_into = :u", v=visitor["user"]["_id"], u=r.json()["user"]["_id"]) == 1
+    )
+
+
+def test_sign_in_reads_the_email_in_the_sign_up_normal_form(api: httpx.Client, project: Project) -> None:
+    composed = "ren\u00e9e-" + unique_email("nfc")
+    base = f"/v1/projects/{project.id}/auth/email"
+    assert api.post(f"{base}/signup", json={"email": composed, "password": PASSWORD}).status_code == 200
+    decomposed = unicodedata.normalize("NFD", composed).upper()
+    assert api.post(f"{base}/signin", json={"email": decomposed, "password": PASSWORD}).status_code == 200

@@ -26,6 +26,7 @@ def test_user_object_creates_on_first_sight_with_metadata(api: httpx.Client, pro
         "_id",
         "externalId",
         "email",
+        "emailverified",
         "firstname",
         "lastname",
         "fullName",
@@ -37,6 +38,7 @@ def test_user_object_creates_on_first_sight_with_metadata(api: httpx.Client, pro
     }
     assert user["externalId"] == "u-1"
     assert user["email"] == "ann@example.com"
+    assert user["emailverified"] is True  # vouched for by the signed code
     assert user["createdVia"] == "external_auth_code"
     assert user["metadata"] == {"plan": "pro", "team": {"id": 7}}
     assert user["anonymous"] is False

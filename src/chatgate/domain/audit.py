@@ -23,4 +23,6 @@ class AuditAction(enum.StrEnum):
     TOKEN_REJECTED = "end_user:token:rejected"
     SEAT_LIMIT_REACHED = "end_user:seat_limit:reached"
     VISITOR_MERGED = "end_user:visitor:merged"
+    # A vouched login took the email another account had only typed.
+    IDENTITY_CLAIMED = "identity.claimed"
     SESSION_ENDED = "session:ended"

@@ -81,6 +81,8 @@ class EndUser:
     created_at: datetime
     last_seen_at: datetime | None
     password_hash: str | None = None
+    # Typed by the user (email sign-up): False. Carried by a token the project signed: True.
+    email_verified: bool = False
 
     @property
     def full_name(self) -> str:
@@ -124,6 +126,7 @@ class NewEndUser:
     metadata: dict[str, Any] = field(default_factory=dict)
     anonymous: bool = False
     password_hash: str | None = None
+    email_verified: bool = False
 
 
 @dataclass(frozen=True)

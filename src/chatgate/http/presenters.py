@@ -61,6 +61,7 @@ def end_user(u: EndUser) -> dict[str, Any]:
         "_id": u.id,
         "externalId": u.external_id,
         "email": u.email,
+        "emailverified": u.email_verified,
         "firstname": u.firstname,
         "lastname": u.lastname,
         "fullName": u.full_name,

@@ -6,9 +6,9 @@ SDKs that send extra properties keep working.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from chatgate.domain.identity import MAX_NAME_LENGTH, normalize_email
 
@@ -27,10 +27,23 @@ def _email(value: str) -> str:
 Name = Field(min_length=1, max_length=MAX_NAME_LENGTH)
 OptionalName = Field(default=None, max_length=MAX_NAME_LENGTH)
 Password = Field(max_length=1024, description="8 to 256 characters; common passwords are refused")
-AnonymousToken = Field(
-    default=None,
-    description="Session token of an anonymous visitor of the same project, whose chats join this user",
-)
+def _bare_token(value: str | None) -> str | None:
+    """Login answers hand tokens out as ``JWT <token>``: take them back as given, or bare."""
+    if value is None:
+        return None
+    scheme, _, token = value.strip().partition(" ")
+    return token.strip() if token and scheme.lower() in ("jwt", "bearer") else value.strip()
+
+
+AnonymousToken = Annotated[
+    str | None,
+    AfterValidator(_bare_token),
+    Field(
+        default=None,
+        description="Session token (bare or as 'JWT <token>') of an anonymous visitor of the same project,"
+        " whose chats join this user",
+    ),
+]
 
 
 class StaffSignUp(Body):
@@ -49,8 +62,8 @@ class SignIn(Body):
     @field_validator("email")
     @classmethod
     def _normalize(cls, value: str) -> str:
-        # No format check here: a malformed email simply matches no account.
-        return value.strip().lower()
+        # The sign-up normal form; a malformed email is not refused here, it simply matches no account.
+        return normalize_email(value) or value.strip().lower()
 
 
 class ProjectCreate(Body):
@@ -82,17 +95,17 @@ class AnonymousSignIn(Body):
 
 
 class CustomTokenSignIn(Body):
-    anonymous_token: str | None = AnonymousToken
+    anonymous_token: AnonymousToken = None
 
 
 class ExternalCodeExchange(Body):
     externalAuthCode: str = Field(min_length=1)
-    anonymous_token: str | None = AnonymousToken
+    anonymous_token: AnonymousToken = None
 
 
 class CustomerLogin(Body):
     jwtToken: str = Field(min_length=1)
-    anonymous_token: str | None = AnonymousToken
+    anonymous_token: AnonymousToken = None
 
 
 class EndUserSignUp(Body):
@@ -100,13 +113,13 @@ class EndUserSignUp(Body):
     password: str = Password
     firstname: str | None = OptionalName
     lastname: str | None = OptionalName
-    anonymous_token: str | None = AnonymousToken
+    anonymous_token: AnonymousToken = None
 
     _check_email = field_validator("email")(_email)
 
 
 class EndUserSignIn(SignIn):
-    anonymous_token: str | None = AnonymousToken
+    anonymous_token: AnonymousToken = None
 
 
 # -- responses (documentation; bodies are built by presenters.py) ---------
@@ -154,6 +167,7 @@ class ProjectOut(BaseModel):
     createdAt: str
     settings: dict[str, Any]
     role: str
+    hasSigningSecret: bool
 
 
 class SecretOut(BaseModel):
@@ -179,6 +193,7 @@ class EndUserOut(BaseModel):
     id_: str = Field(alias="_id")
     externalId: str | None
     email: str | None
+    emailverified: bool
     firstname: str | None
     lastname: str | None
     fullName: str

@@ -44,6 +44,8 @@ from chatgate.storage.repositories import Store
 
 # lastSeenAt is kept to the minute: a returning login within it writes nothing to the user row.
 LAST_SEEN_RESOLUTION = timedelta(seconds=60)
+# Projects tried for one custom token whose aud several projects accept.
+MAX_AUDIENCE_CANDIDATES = 16
 
 
 @dataclass(frozen=True)
@@ -115,7 +117,7 @@ class EndUserAuthService:
 
         def check() -> _Attempt:
             try:
-                project = self._project_for_audience(unverified_claims(token))
+                project = self._project_for_audience(token, unverified_claims(token))
             except TokenRejected as rejection:
                 raise _Refused(None, rejection, "custom_token") from rejection
             self._require_method(project, "external_jwt")
@@ -231,22 +233,41 @@ class EndUserAuthService:
         if not project.effective_settings["auth_methods"].get(method, False):
             raise AuthMethodDisabled()
 
-    def _project_for_audience(self, claims: dict[str, Any]) -> Project:
+    def _project_for_audience(self, token: str, claims: dict[str, Any]) -> Project:
+        """The project a custom token's ``aud`` names.
+
+        ``<CHATGATE_PUBLIC_URL>/projects/<pid>`` names one project; an accepted
+        audience may be listed by several, and then the token belongs to the
+        one whose key verifies it (no answer tells which others exist).
+        """
         own_prefix = f"{self.ctx.settings.public_url}/projects/"
         found: dict[str, Project] = {}
         with self.ctx.db.read() as store:
             for aud in dialects.audiences(claims):
-                project_id: str | None = None
                 if aud.startswith(own_prefix) and looks_like_id(aud[len(own_prefix) :]):
-                    project_id = aud[len(own_prefix) :]
+                    project_ids = [aud[len(own_prefix) :]]
                 else:
-                    project_id = store.projects.for_audience(aud)
-                project = store.projects.get(project_id) if project_id else None
-                if project is not None:
-                    found[project.id] = project
-        if len(found) != 1:
-            raise TokenRejected("wrong_audience", "aud must name exactly one project of this server.")
-        return next(iter(found.values()))
+                    project_ids = store.projects.for_audience(aud)[:MAX_AUDIENCE_CANDIDATES]
+                for project_id in project_ids:
+                    project = found.get(project_id) or store.projects.get(project_id)
+                    if project is not None:
+                        found[project.id] = project
+        if not found:
+            raise TokenRejected("wrong_audience", "aud names no project of this server.")
+        candidates = list(found.values())
+        if len(candidates) == 1:
+            return candidates[0]
+        verifying = [p for p in candidates if self._signature_holds(p, token)]
+        if len(verifying) != 1:
+            raise TokenRejected("bad_signature", "No project named by aud verifies this token's signature.")
+        return verifying[0]
+
+    def _signature_holds(self, project: Project, token: str) -> bool:
+        try:
+            tokens.verify(token, self.keys.verification_key(project))
+        except TokenRejected:
+            return False
+        return True
 
     def _verify(
         self,
@@ -299,9 +320,17 @@ class EndUserAuthService:
         now = self.ctx.clock()
         try:
             with self.ctx.db.write() as store:
-                if claim.jti is not None and not store.token_ids.consume(project.id, claim.jti, _utc(claim.expires_at)):
+                if claim.jti is not None and not store.token_ids.consume(
+                    project.id, claim.jti, _forget_after(claim.expires_at, project.effective_settings["leeway_seconds"])
+                ):
                     raise TokenRejected("replayed", "This token has already been used.")
                 user = None if must_create else store.end_users.find(project.id, claim.lookup)
+                if user is not None and claim.vouched and not user.email_verified and claim.lookup.by == "email":
+                    # A signed token never lands in an account that only typed its email.
+                    if claim.new_user is None:
+                        raise UserNotFound()
+                    self._displace(store, project, user, caller, now, attempt.method)
+                    user = None
                 created = False
                 if user is None:
                     user, created = self._provision(store, project, claim, caller, now, adopt=not must_create)
@@ -340,15 +369,55 @@ class EndUserAuthService:
         A token login adopts (the same user signing in twice at once). A sign-up
         never does: whoever won the race owns the email, with their password.
         """
-        if claim.new_user is None:
+        new = claim.new_user
+        if new is None:
             raise UserNotFound()
-        created = self._create(store, project, claim.new_user, caller, now)
+        if new.external_id is not None and self._shadows_an_id(store, project, new.external_id):
+            raise IdentityConflict("This externalId is the _id of another user of the project.")
+        created = self._create(store, project, new, caller, now)
+        if created is None and claim.vouched and new.email is not None:
+            # The email may be held by an account that only typed it: the vouched identity takes it.
+            holder = store.end_users.find(project.id, Lookup("email", new.email))
+            if holder is not None and not holder.email_verified:
+                self._displace(store, project, holder, caller, now, new.created_via.value)
+                created = self._create(store, project, new, caller, now)
         if created is not None:
             return created, True
         existing = store.end_users.find(project.id, claim.lookup) if adopt else None
         if existing is None:
             raise IdentityConflict()
         return existing, False
+
+    @staticmethod
+    def _shadows_an_id(store: Store, project: Project, external_id: str) -> bool:
+        """Would this new externalId hide another user's ``_id`` from a TypingMind ``id`` lookup?"""
+        if not looks_like_id(external_id):
+            return False
+        holder = store.end_users.by_id(external_id)
+        return holder is not None and holder.project_id == project.id
+
+    def _displace(
+        self, store: Store, project: Project, holder: EndUser, caller: Caller, now: datetime, method: str
+    ) -> None:
+        """A vouched login claims the email ``holder`` only typed (the Firebase linking rule).
+
+        The holder loses the email and its password, its sessions end and its
+        seat is freed; nothing it owns passes to the vouched identity, which is
+        a new user with credentials the holder never had.
+        """
+        store.end_users.disable(holder.id, now)
+        store.sessions.revoke_subject(holder.id, now)
+        if not holder.anonymous:
+            store.projects.release_seat(project.id)
+        audit(
+            store,
+            now,
+            AuditAction.IDENTITY_CLAIMED,
+            caller=caller,
+            project_id=project.id,
+            subject_id=holder.id,
+            method=method,
+        )
 
     def _create(self, store: Store, project: Project, new: NewEndUser, caller: Caller, now: datetime) -> EndUser | None:
         """Insert the user and, unless a visitor, take a seat; None when a unique key is already held."""
@@ -370,6 +439,7 @@ class EndUserAuthService:
             created_at=now,
             last_seen_at=now,
             password_hash=new.password_hash,
+            email_verified=new.email_verified,
         )
         audit(
             store,
@@ -459,11 +529,14 @@ class EndUserAuthService:
             audit(store, now, action, caller=caller, project_id=project_id, reason=reason, method=method)
 
 
-def _utc(timestamp: float | None) -> datetime | None:
-    """When a consumed jti may be forgotten; None (keep) for absent or absurd ``exp``."""
-    if timestamp is None:
+def _forget_after(exp: float | None, leeway_seconds: int) -> datetime | None:
+    """When a consumed jti may be forgotten: once its token is refused as expired, leeway included.
+
+    None (keep for good) for a token without ``exp``, or one beyond what a datetime holds.
+    """
+    if exp is None:
         return None
     try:
-        return datetime.fromtimestamp(timestamp, UTC)
+        return datetime.fromtimestamp(exp + leeway_seconds, UTC)
     except (OverflowError, OSError, ValueError):
         return None

@@ -7,11 +7,11 @@ from typing import Any
 from chatgate.domain import project_settings
 from chatgate.domain.audit import AuditAction
 from chatgate.domain.ids import looks_like_id, new_id
-from chatgate.domain.models import Project, Role, SessionKind
+from chatgate.domain.models import Membership, Project, Role, SessionKind
 from chatgate.errors import (
-    AudienceTaken,
     Forbidden,
     InsufficientRole,
+    LastOwner,
     NotAuthenticated,
     ProjectNotFound,
     UserNotFound,
@@ -64,6 +64,12 @@ class ProjectService:
         with self.ctx.db.read() as store:
             return store.projects.for_staff(staff_id)
 
+    def allowed_origins(self, project_id: str) -> list[str]:
+        """The sites that may frame the project's chat and call its API from a browser (public knowledge)."""
+        with self.ctx.db.lookup() as store:
+            project = store.projects.get(project_id) if looks_like_id(project_id) else None
+        return project.effective_settings["allowed_origins"] if project is not None else []
+
     def get(self, project_id: str, caller: Caller) -> tuple[Project, Role]:
         with self.ctx.db.read() as store:
             project = require_role(store, project_id, caller)
@@ -80,11 +86,8 @@ class ProjectService:
                 if settings is not None
                 else project_settings.with_defaults(project.settings)
             )
-            old_audiences = project.effective_settings["accepted_audiences"]
-            if new_settings["accepted_audiences"] != old_audiences and not store.projects.replace_audiences(
-                project_id, new_settings["accepted_audiences"]
-            ):
-                raise AudienceTaken()
+            if new_settings["accepted_audiences"] != project.effective_settings["accepted_audiences"]:
+                store.projects.replace_audiences(project_id, new_settings["accepted_audiences"])
             store.projects.update(project_id, now, name=name, settings=new_settings)
             changed = sorted(settings.keys()) if isinstance(settings, dict) else []
             audit(
@@ -100,15 +103,25 @@ class ProjectService:
         assert updated is not None and membership is not None
         return updated, membership.role
 
-    def add_member(self, project_id: str, email: str, role: Role, caller: Caller) -> str:
-        """Give an existing staff account a role in the project (owners only)."""
+    def add_member(self, project_id: str, email: str, role: Role, caller: Caller) -> Membership:
+        """Give an existing staff account a role in the project, or change it (owners only).
+
+        The answer is the membership as stored. The last owner cannot step down:
+        a project always has someone who can manage its members.
+        """
         now = self.ctx.clock()
         with self.ctx.db.write() as store:
             require_role(store, project_id, caller, frozenset({Role.OWNER}))
             account = store.staff.by_email(email)
             if account is None:
                 raise UserNotFound("No staff account has this email; they must sign up first.")
-            store.projects.add_member(project_id, account.id, role, now)
+            if not store.projects.add_member(project_id, account.id, role, now):
+                current = store.projects.membership(project_id, account.id)
+                stepping_down = current is not None and current.role is Role.OWNER and role is not Role.OWNER
+                if stepping_down and store.projects.owner_count(project_id) <= 1:
+                    raise LastOwner()
+                store.projects.set_role(project_id, account.id, role)
+            stored = store.projects.membership(project_id, account.id)
             audit(
                 store,
                 now,
@@ -118,4 +131,5 @@ class ProjectService:
                 subject_id=account.id,
                 role=role.value,
             )
-        return account.id
+        assert stored is not None
+        return stored

@@ -101,6 +101,23 @@ class ProjectRepo(_Repo):
             {"project_id": project_id, "staff_id": staff_id, "role": role.value, "created_at": now},
         )
 
+    def set_role(self, project_id: str, staff_id: str, role: Role) -> None:
+        self.sql.run(
+            "UPDATE memberships SET role = :role WHERE project_id = :p AND staff_id = :s",
+            role=role.value,
+            p=project_id,
+            s=staff_id,
+        )
+
+    def owner_count(self, project_id: str) -> int:
+        return int(
+            self.sql.scalar(
+                "SELECT COUNT(*) FROM memberships WHERE project_id = :p AND role = :owner",
+                p=project_id,
+                owner=Role.OWNER.value,
+            )
+        )
+
     def get(self, project_id: str) -> Project | None:
         return self._project(self.sql.one("SELECT * FROM projects WHERE id = :id", id=project_id))
 
@@ -130,17 +147,20 @@ class ProjectRepo(_Repo):
             id=project_id,
         )
 
-    def replace_audiences(self, project_id: str, audiences: Sequence[str]) -> bool:
-        """Point ``audiences`` at this project; False when another project holds one of them."""
+    def replace_audiences(self, project_id: str, audiences: Sequence[str]) -> None:
+        """This project's extra audiences become ``audiences`` (other projects may list them too)."""
         self.sql.run("DELETE FROM project_audiences WHERE project_id = :id", id=project_id)
-        return all(
-            self._insert_if_absent("project_audiences", "audience", {"audience": aud, "project_id": project_id})
-            for aud in audiences
-        )
+        for aud in audiences:
+            self.sql.run(
+                "INSERT INTO project_audiences (audience, project_id) VALUES (:aud, :id)", aud=aud, id=project_id
+            )
 
-    def for_audience(self, audience: str) -> str | None:
-        found = self.sql.scalar("SELECT project_id FROM project_audiences WHERE audience = :aud", aud=audience)
-        return str(found) if found else None
+    def for_audience(self, audience: str) -> list[str]:
+        """The projects that accept ``audience``, oldest listing first."""
+        rows = self.sql.all(
+            "SELECT project_id FROM project_audiences WHERE audience = :aud ORDER BY project_id", aud=audience
+        )
+        return [str(r["project_id"]) for r in rows]
 
     def set_secret(self, project_id: str, sealed: bytes, now: datetime) -> None:
         self.sql.run(
@@ -159,6 +179,9 @@ class ProjectRepo(_Repo):
             limit=limit,
         )
         return changed == 1
+
+    def release_seat(self, project_id: str) -> None:
+        self.sql.run("UPDATE seat_counters SET used = used - 1 WHERE project_id = :id AND used > 0", id=project_id)
 
     def seats_used(self, project_id: str) -> int:
         return int(self.sql.scalar("SELECT used FROM seat_counters WHERE project_id = :id", id=project_id) or 0)
@@ -189,6 +212,7 @@ class EndUserRepo(_Repo):
                 "project_id": project_id,
                 "external_id": new.external_id,
                 "email": new.email,
+                "email_verified": new.email_verified,
                 "firstname": new.firstname,
                 "lastname": new.lastname,
                 "anonymous": new.anonymous,
@@ -205,7 +229,8 @@ class EndUserRepo(_Repo):
             # TypingMind "id": the customer's id first, then Chatgate's own.
             return self.find(project_id, Lookup("external_id", lookup.value)) or self.from_row(
                 self.sql.one(
-                    "SELECT * FROM end_users WHERE project_id = :p AND id = :v AND merged_into IS NULL",
+                    "SELECT * FROM end_users WHERE project_id = :p AND id = :v"
+                    " AND merged_into IS NULL AND disabled_at IS NULL",
                     p=project_id,
                     v=lookup.value,
                 )
@@ -234,9 +259,13 @@ class EndUserRepo(_Repo):
             **changes,
         )
 
-    def email_owner(self, project_id: str, email: str) -> str | None:
-        found = self.sql.scalar("SELECT id FROM end_users WHERE project_id = :p AND email = :e", p=project_id, e=email)
-        return str(found) if found else None
+    def disable(self, user_id: str, now: datetime) -> None:
+        """The account gives up its email and password for good: nothing can sign in to it any more."""
+        self.sql.run(
+            "UPDATE end_users SET email = NULL, password_hash = NULL, disabled_at = :now WHERE id = :id",
+            now=now,
+            id=user_id,
+        )
 
     def mark_merged(self, user_id: str, into_id: str) -> None:
         self.sql.run("UPDATE end_users SET merged_into = :into WHERE id = :id", into=into_id, id=user_id)
@@ -250,7 +279,7 @@ class EndUserRepo(_Repo):
         limit: int,
         after: str | None,
     ) -> list[EndUser]:
-        where = ["project_id = :p", "merged_into IS NULL"]
+        where = ["project_id = :p", "merged_into IS NULL", "disabled_at IS NULL"]
         params: dict[str, Any] = {"p": project_id, "limit": limit}
         if created_via is not None:
             where.append("created_via = :via")
@@ -289,6 +318,7 @@ class EndUserRepo(_Repo):
             created_at=self.sql.when(r["created_at"]),  # type: ignore[arg-type]
             last_seen_at=self.sql.when(r["last_seen_at"]),
             password_hash=r["password_hash"],
+            email_verified=bool(r["email_verified"]),
         )
 
 

@@ -92,12 +92,13 @@ memberships = Table(
     Index(None, "staff_id"),
 )
 
-# An audience names at most one project, so a custom token routes unambiguously.
+# Extra custom-token audiences. Two projects may list the same one: the token
+# goes to the project whose key verifies it.
 project_audiences = Table(
     "project_audiences",
     metadata,
     Column("audience", String(512), primary_key=True),
-    _id("project_id", ForeignKey("projects.id", ondelete="CASCADE"), nullable=False),
+    _id("project_id", ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True),
     Index(None, "project_id"),
 )
 
@@ -116,6 +117,8 @@ end_users = Table(
     _id("project_id", ForeignKey("projects.id", ondelete="CASCADE"), nullable=False),
     Column("external_id", String(256), nullable=True),
     Column("email", String(254), nullable=True),
+    # False for an email the user typed (sign-up), True for one a signed token vouched for.
+    Column("email_verified", Boolean, nullable=False, default=False),
     Column("firstname", String(128), nullable=True),
     Column("lastname", String(128), nullable=True),
     Column("anonymous", Boolean, nullable=False),
@@ -123,6 +126,8 @@ end_users = Table(
     Column("metadata", JSON, nullable=False),
     Column("password_hash", String(255), nullable=True),
     Column("merged_into", String(24), nullable=True),
+    # Set when a vouched login took this account's unverified email: it can no longer sign in.
+    Column("disabled_at", UtcDateTime, nullable=True),
     Column("created_at", UtcDateTime, nullable=False),
     Column("last_seen_at", UtcDateTime, nullable=True),
     UniqueConstraint("project_id", "external_id"),

@@ -41,10 +41,10 @@ def endpoints(services: Services) -> list[Endpoint]:
     async def add_member(request: Request) -> Response:
         pid = request.path_params["pid"]
         body = await parse_body(request, MemberAdd)
-        staff_id = await with_session(
+        member = await with_session(
             services, request, lambda c: projects.add_member(pid, body.email, Role(body.role), c)
         )
-        return json({"success": True, "staffId": staff_id, "role": body.role}, 201)
+        return json({"success": True, "staffId": member.staff_id, "role": member.role.value}, 201)
 
     errors = (400, 403, 404, 422)
     return [
@@ -79,17 +79,17 @@ def endpoints(services: Services) -> list[Endpoint]:
             body=ProjectChange,
             response=ProjectOut,
             auth="session",
-            errors=(*errors, 409),
+            errors=errors,
         ),
         Endpoint(
             "POST",
             "/v1/projects/{pid}/members",
             add_member,
-            "Give a staff account a role (owners)",
+            "Give a staff account a role, or change it (owners; the last owner cannot step down)",
             "projects",
             body=MemberAdd,
             status=201,
             auth="session",
-            errors=errors,
+            errors=(*errors, 409),
         ),
     ]
