@@ -8,6 +8,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib.metadata import version
+from urllib.parse import urlsplit
 
 import anyio.to_thread
 from starlette.applications import Starlette
@@ -22,7 +23,9 @@ from chatgate.crypto.secrets import SecretBox, ServerKeys, load_or_create_server
 from chatgate.crypto.tokens import SessionTokenCodec
 from chatgate.errors import DomainError
 from chatgate.http import errors
+from chatgate.http.cors import ProjectCors
 from chatgate.http.dispatch import ApiRouter
+from chatgate.http.headers import SecurityHeaders
 from chatgate.http.limits import BodyLimit
 from chatgate.http.requests import call, call_read, json
 from chatgate.http.routes import directory, end_users, keys, projects, staff
@@ -121,7 +124,17 @@ def create_app(settings: Settings) -> ASGIApp:
         },
         lifespan=lifespan,
     )
-    return BodyLimit(ApiRouter(endpoints, fallback=site), max_bytes=settings.max_body_bytes)
+
+    async def allowed_origins(project_id: str) -> list[str]:
+        return await call_read(services, services.projects.allowed_origins, project_id)
+
+    api = BodyLimit(ApiRouter(endpoints, fallback=site), max_bytes=settings.max_body_bytes)
+    return SecurityHeaders(ProjectCors(api, origin_of(settings.public_url), allowed_origins))
+
+
+def origin_of(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
 
 
 def create_app_from_env() -> ASGIApp:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -11,6 +12,9 @@ from chatgate.errors import ValidationFailed
 AUTH_METHODS = ("anonymous", "email", "external_jwt")
 MAX_AUDIENCES = 20
 MAX_AUDIENCE_LENGTH = 512
+MAX_ORIGINS = 50
+# scheme://host[:port], nothing after: what a browser sends as Origin.
+_ORIGIN = re.compile(r"^https?://(\[[0-9a-f:.]+\]|[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?)(:[0-9]{1,5})?$")
 
 DEFAULTS: dict[str, Any] = {
     "seat_limit": None,
@@ -19,6 +23,8 @@ DEFAULTS: dict[str, Any] = {
     "max_token_age_seconds": 900,
     "leeway_seconds": 30,
     "accepted_audiences": [],
+    # Empty: any site may frame the chat page and host the widget (documented risk: clickjacking).
+    "allowed_origins": [],
 }
 
 
@@ -32,6 +38,7 @@ def with_defaults(stored: Mapping[str, Any]) -> dict[str, Any]:
     auth_methods = stored.get("auth_methods")
     merged["auth_methods"] = {**DEFAULTS["auth_methods"], **(auth_methods if isinstance(auth_methods, Mapping) else {})}
     merged["accepted_audiences"] = list(merged["accepted_audiences"])
+    merged["allowed_origins"] = list(merged["allowed_origins"])
     return merged
 
 
@@ -56,6 +63,8 @@ def apply_change(current: Mapping[str, Any], change: Any) -> dict[str, Any]:
             result["auth_methods"].update(value)
         elif key == "accepted_audiences":
             result[key] = list(dict.fromkeys(value))
+        elif key == "allowed_origins":
+            result[key] = list(dict.fromkeys(origin.lower() for origin in value))
         else:
             result[key] = value
     if errors:
@@ -108,6 +117,16 @@ def _audiences(value: Any) -> str | None:
     return None
 
 
+def _origins(value: Any) -> str | None:
+    if not isinstance(value, list) or len(value) > MAX_ORIGINS:
+        return f"must be a list of at most {MAX_ORIGINS} origins"
+    for item in value:
+        match = _ORIGIN.match(item.lower()) if isinstance(item, str) else None
+        if match is None or int((match.group(3) or ":0")[1:]) > 65535:
+            return "each origin must be scheme://host[:port] with http or https and nothing after, e.g. https://example.com"
+    return None
+
+
 _CHECKS = {
     "seat_limit": _seat_limit,
     "auth_methods": _auth_methods,
@@ -115,4 +134,5 @@ _CHECKS = {
     "max_token_age_seconds": _bounded_int(1, 7 * 24 * 3600),
     "leeway_seconds": _bounded_int(0, 600),
     "accepted_audiences": _audiences,
+    "allowed_origins": _origins,
 }

@@ -23,7 +23,7 @@ def error_body(code: str, message: str, extra: dict[str, object] | None = None) 
 
 def error_response(exc: DomainError) -> Response:
     extra = exc.extra()
-    headers = {}
+    headers = {"Cache-Control": "no-store"}
     if isinstance(exc, RateLimited):
         headers["Retry-After"] = str(exc.retry_after)
     return Response(

@@ -182,8 +182,7 @@ def docs_page(document: dict[str, Any]) -> HTMLResponse:
             )
     page = (
         "<!doctype html><html><head><meta charset='utf-8'><title>Chatgate API</title>"
-        "<style>body{font:15px system-ui;margin:2rem;max-width:70rem}td{padding:.3rem .6rem;"
-        "border-bottom:1px solid #ddd}code{font-size:13px}</style></head><body>"
+        "<link rel='stylesheet' href='/static/docs.css'></head><body>"
         "<h1>Chatgate API</h1><p>The machine-readable document is at "
         "<a href='/openapi.json'>/openapi.json</a>.</p><table><tr><th>Method</th><th>Path</th>"
         "<th>What it does</th><th>Area</th></tr>" + "".join(rows) + "</table></body></html>"

@@ -17,22 +17,29 @@ from starlette.staticfiles import StaticFiles
 
 from chatgate.domain.ids import looks_like_id
 from chatgate.domain.models import Project
+from chatgate.http.headers import page_csp
 from chatgate.http.requests import call_read
 from chatgate.services.bundle import Services
 
 STATIC = resources.files("chatgate.web") / "static"
+TEMPLATES = resources.files("chatgate.web") / "templates"
 
-# No inline scripts, nothing from other origins; the page may be framed (the widget).
-PAGE_HEADERS = {
-    "Content-Security-Policy": "default-src 'self'; frame-ancestors *; base-uri 'none'; form-action 'self'",
-    "Referrer-Policy": "no-referrer",
-    "Cache-Control": "no-store",
-    "X-Content-Type-Options": "nosniff",
-}
+
+def page_headers(project: Project | None) -> dict[str, str]:
+    """No inline scripts, nothing from other origins; framed (the widget) only where the project allows.
+
+    A project that lists no ``allowed_origins`` may be framed by any site.
+    """
+    origins = project.effective_settings["allowed_origins"] if project is not None else []
+    return {
+        "Content-Security-Policy": page_csp(["'self'", *origins] if origins else ["*"]),
+        "Referrer-Policy": "no-referrer",
+        "Cache-Control": "no-store",
+    }
 
 
 def _template(name: str) -> Template:
-    return Template((STATIC / name).read_text(encoding="utf-8"))
+    return Template((TEMPLATES / name).read_text(encoding="utf-8"))
 
 
 def routes(services: Services) -> list[BaseRoute]:
@@ -49,7 +56,7 @@ def routes(services: Services) -> list[BaseRoute]:
 
     def notice_page(status: int, code: str, title: str, text: str) -> HTMLResponse:
         body = notice.substitute(code=html.escape(code), title=html.escape(title), text=html.escape(text))
-        return HTMLResponse(body, status_code=status, headers=PAGE_HEADERS)
+        return HTMLResponse(body, status_code=status, headers=page_headers(None))
 
     async def render(request: Request, project_id: str | None) -> Response:
         project = await call_read(services, find_project, project_id)
@@ -67,7 +74,7 @@ def routes(services: Services) -> list[BaseRoute]:
             project_id=html.escape(project.id),
             body_class="embed" if request.query_params.get("embed") == "1" else "",
         )
-        return HTMLResponse(body, headers=PAGE_HEADERS)
+        return HTMLResponse(body, headers=page_headers(project))
 
     async def default_page(request: Request) -> Response:
         return await render(request, None)
