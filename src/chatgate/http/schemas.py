@@ -27,6 +27,8 @@ def _email(value: str) -> str:
 Name = Field(min_length=1, max_length=MAX_NAME_LENGTH)
 OptionalName = Field(default=None, max_length=MAX_NAME_LENGTH)
 Password = Field(max_length=1024, description="8 to 256 characters; common passwords are refused")
+
+
 def _bare_token(value: str | None) -> str | None:
     """Login answers hand tokens out as ``JWT <token>``: take them back as given, or bare."""
     if value is None:
