@@ -10,7 +10,6 @@ from contextlib import asynccontextmanager
 from importlib.metadata import version
 from urllib.parse import urlsplit
 
-import anyio.to_thread
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -27,7 +26,7 @@ from chatgate.http.cors import ProjectCors
 from chatgate.http.dispatch import ApiRouter
 from chatgate.http.headers import SecurityHeaders
 from chatgate.http.limits import BodyLimit
-from chatgate.http.requests import call, call_read, json
+from chatgate.http.requests import json
 from chatgate.http.routes import directory, end_users, keys, projects, staff
 from chatgate.http.routing import Endpoint, docs_page, openapi_document, starlette_routes
 from chatgate.ratelimit import RateLimiter
@@ -35,7 +34,7 @@ from chatgate.services.bundle import Services
 from chatgate.services.context import ServiceContext
 from chatgate.services.maintenance import EVERY_SECONDS
 from chatgate.settings import Settings
-from chatgate.storage.database import Database
+from chatgate.storage.open import open_storage
 from chatgate.web import pages
 
 log = logging.getLogger("chatgate")
@@ -46,7 +45,7 @@ def build_services(settings: Settings) -> Services:
     server_keys = ServerKeys.from_master(master)
     ctx = ServiceContext(
         settings=settings,
-        db=Database(settings.database_url, settings.db_pool_size, settings.db_in_threads),
+        storage=open_storage(settings.database_url, settings.db_pool_size),
         passwords=PasswordHasherPool(settings.password_hash_concurrency),
         session_codec=SessionTokenCodec(server_keys.session_signing),
         secret_box=SecretBox(server_keys.secret_encryption),
@@ -72,11 +71,7 @@ def create_app(settings: Settings) -> ASGIApp:
     document = openapi_document(endpoints, settings.public_url, version("chatgate"))
 
     async def healthz(_request: Request) -> Response:
-        def ping() -> None:
-            with services.ctx.db.read() as store:
-                store.sql.scalar("SELECT 1")
-
-        await call_read(services, ping)
+        await services.ctx.storage.ping()
         return json({"status": "ok"})
 
     async def openapi_json(_request: Request) -> Response:
@@ -88,15 +83,14 @@ def create_app(settings: Settings) -> ASGIApp:
     async def housekeeping() -> None:
         while True:
             try:
-                await call(services, services.maintenance.prune)
+                await services.maintenance.prune()
             except Exception:  # a failed prune is retried next round; it must not stop the server
                 log.exception("housekeeping failed")
             await asyncio.sleep(EVERY_SECONDS)
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
-        # One worker thread per pooled connection: a request never waits on the pool while holding a thread.
-        anyio.to_thread.current_default_thread_limiter().total_tokens = settings.db_pool_size
+        await services.ctx.storage.start()
         # Everything loaded so far lives as long as the server: keep it out of the
         # collector, whose full passes over it took ~40 ms each (a p99 of its own).
         gc.collect()
@@ -106,7 +100,7 @@ def create_app(settings: Settings) -> ASGIApp:
             yield
         finally:
             pruning.cancel()
-            services.ctx.db.dispose()
+            await services.ctx.storage.close()
 
     # The API routes are here too: for 404/405 answers and redirects, which ApiRouter leaves to Starlette.
     site = Starlette(
@@ -126,7 +120,7 @@ def create_app(settings: Settings) -> ASGIApp:
     )
 
     async def allowed_origins(project_id: str) -> list[str]:
-        return await call_read(services, services.projects.allowed_origins, project_id)
+        return await services.projects.allowed_origins(project_id)
 
     api = BodyLimit(ApiRouter(endpoints, fallback=site), max_bytes=settings.max_body_bytes)
     return SecurityHeaders(ProjectCors(api, origin_of(settings.public_url), allowed_origins))

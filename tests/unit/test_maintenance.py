@@ -4,43 +4,57 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
+from async_tools import run_async
 from chatgate.app import build_services
 from chatgate.domain.models import SessionKind
 from chatgate.settings import Settings
 from chatgate.storage.migrate import upgrade
+
+PROJECT = "p00000000000000000000000"
 
 
 def test_prune_forgets_only_what_expired(tmp_path: Path) -> None:
     settings = Settings.from_env({"CHATGATE_DATA_DIR": str(tmp_path)})
     upgrade(settings.database_url)
     services = build_services(settings)
+    storage: Any = services.ctx.storage  # the SQLite adapter, whose transactions also offer raw SQL
     now = datetime.now(UTC)
-    with services.ctx.db.write() as store:
-        services.sessions.open(store, SessionKind.STAFF, "a" * 24, None, now - timedelta(days=30))
-        live = services.sessions.open(store, SessionKind.STAFF, "b" * 24, None, now)
-        store.sql.run(
-            "INSERT INTO projects (id, name, settings, created_at, updated_at) "
-            "VALUES ('p00000000000000000000000', 'p', '{}', :now, :now)",
-            now=now,
-        )
-        store.token_ids.consume("p00000000000000000000000", "old", now - timedelta(hours=1))
-        store.token_ids.consume("p00000000000000000000000", "fresh", now + timedelta(hours=1))
-        store.token_ids.consume("p00000000000000000000000", "no-exp", None)
-    pruned = services.maintenance.prune()
-    assert (pruned.sessions, pruned.token_ids) == (1, 1)
-    with services.ctx.db.read() as store:
-        assert store.sessions.get(live.session.id) is not None
-        assert not store.token_ids.consume("p00000000000000000000000", "fresh", None)
-        assert store.token_ids.consume("p00000000000000000000000", "old", None)
-    services.ctx.db.dispose()
+
+    async def scenario() -> None:
+        async with storage.write() as tx:
+            await services.sessions.record(tx, SessionKind.STAFF, "a" * 24, None, now - timedelta(days=30))
+            live = await services.sessions.record(tx, SessionKind.STAFF, "b" * 24, None, now)
+            await tx.sql.run(
+                "INSERT INTO projects (id, name, settings, created_at, updated_at) VALUES (:p, 'p', '{}', :now, :now)",
+                p=PROJECT,
+                now=now,
+            )
+            await tx.token_ids.consume(PROJECT, "old", now - timedelta(hours=1))
+            await tx.token_ids.consume(PROJECT, "fresh", now + timedelta(hours=1))
+            await tx.token_ids.consume(PROJECT, "no-exp", None)
+        pruned = await services.maintenance.prune()
+        assert (pruned.sessions, pruned.token_ids) == (1, 1)
+        async with storage.write() as tx:
+            assert await tx.sessions.get(live.id) is not None
+            assert not await tx.token_ids.consume(PROJECT, "fresh", None)
+            assert await tx.token_ids.consume(PROJECT, "old", None)
+        await storage.close()
+
+    run_async(scenario())
 
 
 def test_sqlite_database_is_created_in_wal_mode(tmp_path: Path) -> None:
     settings = Settings.from_env({"CHATGATE_DATA_DIR": str(tmp_path)})
     upgrade(settings.database_url)
-    services = build_services(settings)
-    with services.ctx.db.read() as store:
-        assert store.sql.scalar("PRAGMA journal_mode") == "wal"
-        assert store.sql.scalar("SELECT COUNT(*) FROM alembic_version") == 1
-    services.ctx.db.dispose()
+    storage: Any = build_services(settings).ctx.storage
+
+    async def scenario() -> tuple[str, int]:
+        async with storage.read() as tx:
+            mode = await tx.sql.scalar("PRAGMA journal_mode")
+            versions = await tx.sql.scalar("SELECT COUNT(*) FROM alembic_version")
+        await storage.close()
+        return mode, versions
+
+    assert run_async(scenario()) == ("wal", 1)

@@ -9,7 +9,6 @@ from typing import Any, TypeVar
 
 import orjson
 from pydantic import BaseModel, ValidationError
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -18,7 +17,6 @@ from chatgate.services.bundle import Services
 from chatgate.services.context import Caller
 
 M = TypeVar("M", bound=BaseModel)
-T = TypeVar("T")
 
 SESSION_SCHEMES = ("jwt", "bearer")
 
@@ -143,19 +141,10 @@ def caller_of(request: Request) -> Caller:
     return Caller(request.client.host if request.client else "unknown")
 
 
-async def blocking(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """Run a call in the worker pool: for anything that waits long (argon2, the network)."""
-    return await run_in_threadpool(fn, *args, **kwargs)
-
-
-async def call(services: Services, fn: Callable[..., T], *args: Any) -> T:
-    """Run a service call that may write: in the next group commit on SQLite, else in the worker pool."""
-    return await services.ctx.db.writing(fn, *args)
-
-
-async def call_read(services: Services, fn: Callable[..., T], *args: Any) -> T:
-    """Run a service call that only reads: on the event loop unless CHATGATE_DB_IN_THREADS is set."""
-    return await services.ctx.db.reading(fn, *args)
+async def session_caller(services: Services, request: Request) -> Caller:
+    """The caller, proven by the request's session token (401 when it is missing, expired or signed out)."""
+    principal = await services.sessions.authenticate(require_token(request))
+    return Caller(caller_of(request).ip, principal)
 
 
 # API answers carry tokens, secrets, keys and users: no cache may keep them.

@@ -3,21 +3,16 @@
 from __future__ import annotations
 
 import html
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 from pydantic import BaseModel
-from starlette.requests import Request
 from starlette.responses import HTMLResponse
 from starlette.routing import Route
 
-from chatgate.http.requests import Handler, call, call_read, caller_of, require_token
+from chatgate.http.requests import Handler
 from chatgate.http.schemas import ErrorOut
-from chatgate.services.bundle import Services
-from chatgate.services.context import Caller
-
-T = TypeVar("T")
 
 SECURITY_SCHEMES = {
     "session": {
@@ -64,20 +59,6 @@ class Endpoint:
 
 def starlette_routes(endpoints: Sequence[Endpoint]) -> list[Route]:
     return [Route(e.path, e.handler, methods=[e.method]) for e in endpoints]
-
-
-async def with_session(
-    services: Services, request: Request, fn: Callable[[Caller], T], *, reads_only: bool = False
-) -> T:
-    """Authenticate the session and run ``fn`` with the caller, in one service call."""
-    token = require_token(request)
-    anonymous = caller_of(request)
-
-    def run() -> T:
-        principal = services.sessions.authenticate(token)
-        return fn(Caller(anonymous.ip, principal))
-
-    return await (call_read if reads_only else call)(services, run)
 
 
 # Routes outside the JSON API, listed so the document names every route the server answers.

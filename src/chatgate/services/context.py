@@ -13,9 +13,8 @@ from chatgate.crypto.tokens import SessionTokenCodec
 from chatgate.domain.ids import new_id
 from chatgate.domain.models import AuditEvent, SessionKind
 from chatgate.ratelimit import RateLimiter
+from chatgate.services.ports import Storage, Transaction
 from chatgate.settings import Settings
-from chatgate.storage.database import Database
-from chatgate.storage.repositories import Store
 
 
 def utc_now() -> datetime:
@@ -25,7 +24,7 @@ def utc_now() -> datetime:
 @dataclass(frozen=True)
 class ServiceContext:
     settings: Settings
-    db: Database
+    storage: Storage
     passwords: PasswordHasherPool
     session_codec: SessionTokenCodec
     secret_box: SecretBox
@@ -51,8 +50,8 @@ class Caller:
     principal: Principal | None = None
 
 
-def audit(
-    store: Store,
+async def audit(
+    tx: Transaction,
     now: datetime,
     action: str,
     *,
@@ -66,7 +65,7 @@ def audit(
     """Write one audit row in the caller's transaction. Never pass tokens or secrets."""
     if actor is None and caller is not None and caller.principal is not None:
         actor = (caller.principal.kind.value, caller.principal.subject_id)
-    store.audit.add(
+    await tx.audit.add(
         AuditEvent(
             id=new_id(),
             at=now,

@@ -31,7 +31,7 @@ class DirectoryService:
     def __init__(self, ctx: ServiceContext) -> None:
         self.ctx = ctx
 
-    def list_users(
+    async def list_users(
         self,
         project_id: str,
         caller: Caller,
@@ -43,33 +43,35 @@ class DirectoryService:
     ) -> UserPage:
         limit = max(1, min(limit, MAX_PAGE))
         after = cursor if cursor and looks_like_id(cursor) else None
-        with self.ctx.db.read() as store:
-            project = require_role(store, project_id, caller)
+        async with self.ctx.storage.read() as tx:
+            project = await require_role(tx, project_id, caller)
             # One extra row tells whether another page follows.
-            users = store.end_users.page(project_id, created_via=created_via, query=query, limit=limit + 1, after=after)
-            used = store.projects.seats_used(project_id)
+            users = await tx.end_users.page(
+                project_id, created_via=created_via, query=query, limit=limit + 1, after=after
+            )
+            used = await tx.projects.seats_used(project_id)
         more = len(users) > limit
         users = users[:limit]
         return UserPage(users, used, project.effective_settings["seat_limit"], users[-1].id if more and users else None)
 
-    def get_user(self, project_id: str, user_ref: str, caller: Caller) -> EndUser:
+    async def get_user(self, project_id: str, user_ref: str, caller: Caller) -> EndUser:
         """A user by Chatgate ``_id`` or by the customer's ``externalId``."""
-        with self.ctx.db.read() as store:
-            require_role(store, project_id, caller)
-            user = store.end_users.get(project_id, user_ref)
+        async with self.ctx.storage.read() as tx:
+            await require_role(tx, project_id, caller)
+            user = await tx.end_users.get(project_id, user_ref)
         if user is None:
             raise UserNotFound()
         return user
 
-    def audit_log(
+    async def audit_log(
         self, project_id: str, caller: Caller, *, action: str | None, limit: int, cursor: str | None
     ) -> AuditPage:
         """Newest first. Owners only: it shows who did what to the project's keys."""
         limit = max(1, min(limit, MAX_PAGE))
         before = cursor if cursor and looks_like_id(cursor) else None
-        with self.ctx.db.read() as store:
-            require_role(store, project_id, caller, frozenset({Role.OWNER}))
-            events = store.audit.page(project_id, action=action, limit=limit + 1, before=before)
+        async with self.ctx.storage.read() as tx:
+            await require_role(tx, project_id, caller, frozenset({Role.OWNER}))
+            events = await tx.audit.page(project_id, action=action, limit=limit + 1, before=before)
         more = len(events) > limit
         events = events[:limit]
         return AuditPage(events, events[-1].id if more and events else None)

@@ -1,19 +1,19 @@
-"""Every way an end user gets in (contract §4): anonymous, custom token,
-external auth code, customer login and email — and what they share: verify,
-find or create within the seat limit, merge the visitor, open a session.
+"""Every way an end user gets in: anonymous, custom token, external auth code,
+customer login and email — and what they share: verify, find or create
+within the seat limit, merge the visitor, open a session.
 
-A token sign-in runs in three steps so that only what must be written holds
-SQLite's one write lock (group commit): the project and the token are checked
-with reads (``Database.reading``), the user, session and audit rows are written
-in one unit (``Database.writing``), and the session token is signed after.
-Email sign-ins do the same around argon2id, which runs on its own pool."""
+A token sign-in reads top to bottom in three steps, so that only what must
+be written holds a write transaction (on SQLite, a savepoint of the shared
+group commit): the project and the token are checked with reads, the user,
+session and audit rows are written in one ``storage.write()`` block
+(``_log_in``), and the session token is signed after the commit. Email
+sign-ins do the same around argon2id, which runs on its own pool."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from functools import partial
 from typing import Any
 
 from chatgate.crypto import tokens
@@ -22,7 +22,7 @@ from chatgate.domain import dialects
 from chatgate.domain.audit import AuditAction
 from chatgate.domain.identity import Lookup
 from chatgate.domain.ids import looks_like_id, new_id
-from chatgate.domain.models import CreatedVia, EndUser, NewEndUser, Project, Session, SessionKind
+from chatgate.domain.models import CreatedVia, EndUser, NewEndUser, Project, SessionKind
 from chatgate.domain.password_policy import password_problem
 from chatgate.errors import (
     AuthMethodDisabled,
@@ -39,13 +39,16 @@ from chatgate.errors import (
 )
 from chatgate.services.context import Caller, ServiceContext, audit
 from chatgate.services.keys import KeyService
+from chatgate.services.ports import Transaction
 from chatgate.services.sessions import SessionService
-from chatgate.storage.repositories import Store
 
 # lastSeenAt is kept to the minute: a returning login within it writes nothing to the user row.
 LAST_SEEN_RESOLUTION = timedelta(seconds=60)
 # Projects tried for one custom token whose aud several projects accept.
 MAX_AUDIENCE_CANDIDATES = 16
+
+# How a dialect turns verified claims into a login, given the project and the time.
+Dialect = Callable[[Project, dict[str, Any], float], dialects.LoginClaim]
 
 
 @dataclass(frozen=True)
@@ -57,26 +60,6 @@ class EndUserLogin:
 
 
 @dataclass(frozen=True)
-class _Written:
-    """What a login stored: the user, the session to sign a token for, and what happened."""
-
-    user: EndUser
-    session: Session
-    created: bool
-    merged_conversations: int
-
-
-class _Refused(Exception):
-    """A token refused before anything was written; the refusal still goes to the audit log."""
-
-    def __init__(self, project_id: str | None, rejection: TokenRejected, method: str) -> None:
-        super().__init__(rejection.message)
-        self.project_id = project_id
-        self.rejection = rejection
-        self.method = method
-
-
-@dataclass(frozen=True)
 class _Attempt:
     """One login about to be written: who to find, what to create, what to consume."""
 
@@ -84,6 +67,19 @@ class _Attempt:
     claim: dialects.LoginClaim
     method: str  # audit label
     anonymous_token: str | None
+
+
+def _custom_token(_project: Project, claims: dict[str, Any], _now: float) -> dialects.LoginClaim:
+    return dialects.custom_token(claims)
+
+
+def _external_auth_code(_project: Project, claims: dict[str, Any], _now: float) -> dialects.LoginClaim:
+    return dialects.external_auth_code(claims)
+
+
+def _customer_login(project: Project, claims: dict[str, Any], now: float) -> dialects.LoginClaim:
+    settings = project.effective_settings
+    return dialects.customer_login(claims, now, settings["max_token_age_seconds"], settings["leeway_seconds"])
 
 
 class EndUserAuthService:
@@ -97,59 +93,41 @@ class EndUserAuthService:
     async def sign_in_anonymously(
         self, project_id: str, firstname: str | None, lastname: str | None, caller: Caller
     ) -> EndUserLogin:
-        project = await self.ctx.db.reading(self._project, project_id)
+        project = await self._project(project_id)
         self._require_method(project, "anonymous")
         self.ctx.limiter.hit("anonymous_ip", caller.ip)
         visitor = NewEndUser(CreatedVia.ANONYMOUS, firstname=firstname, lastname=lastname, anonymous=True)
-
-        def write() -> _Written:
-            now = self.ctx.clock()
-            with self.ctx.db.write() as store:
-                user = self._create(store, project, visitor, caller, now)
-                assert user is not None  # a visitor has no unique key to collide on
-                session = self.sessions.record(store, SessionKind.END_USER, user.id, project.id, now)
-            return _Written(user, session, True, 0)
-
-        return self._signed(await self.ctx.db.writing(write))
+        now = self.ctx.clock()
+        async with self.ctx.storage.write() as tx:
+            user = await self._create(tx, project, visitor, caller, now)
+            assert user is not None  # a visitor has no unique key to collide on
+            session = await self.sessions.record(tx, SessionKind.END_USER, user.id, project.id, now)
+        return EndUserLogin(user, self.sessions.sign(session), True, 0)
 
     async def sign_in_with_custom_token(self, token: str, caller: Caller, anonymous_token: str | None) -> EndUserLogin:
         """Tiledesk: the project is the one the token's ``aud`` names."""
-
-        def check() -> _Attempt:
-            try:
-                project = self._project_for_audience(token, unverified_claims(token))
-            except TokenRejected as rejection:
-                raise _Refused(None, rejection, "custom_token") from rejection
-            self._require_method(project, "external_jwt")
-            claim = self._verify(project, token, "custom_token", lambda claims, _now: dialects.custom_token(claims))
-            return _Attempt(project, claim, "custom_token", anonymous_token)
-
-        return await self._sign_in(check, caller)
+        try:
+            project = await self._project_for_audience(token, unverified_claims(token))
+        except TokenRejected as rejection:
+            await self._record_refusal(None, rejection, caller, "custom_token")
+            raise
+        return await self._token_login(project, token, "custom_token", _custom_token, caller, anonymous_token)
 
     async def exchange_external_code(
         self, project_id: str, code: str, caller: Caller, anonymous_token: str | None
     ) -> EndUserLogin:
         """TypingMind ``externalAuthCode``, from a link, the widget or an API call."""
-
-        def read(_project: Project, claims: dict[str, Any], _now: float) -> dialects.LoginClaim:
-            return dialects.external_auth_code(claims)
-
-        return await self._sign_in(
-            partial(self._check_project_token, project_id, code, "external_auth_code", read, anonymous_token), caller
+        project = await self._project(project_id)
+        return await self._token_login(
+            project, code, "external_auth_code", _external_auth_code, caller, anonymous_token
         )
 
     async def customer_login(
         self, project_id: str, jwt: str, caller: Caller, anonymous_token: str | None
     ) -> EndUserLogin:
         """Kustomer ``login({jwtToken})``: fresh ``iat`` required, email wins over externalId."""
-
-        def read(project: Project, claims: dict[str, Any], now: float) -> dialects.LoginClaim:
-            settings = project.effective_settings
-            return dialects.customer_login(claims, now, settings["max_token_age_seconds"], settings["leeway_seconds"])
-
-        return await self._sign_in(
-            partial(self._check_project_token, project_id, jwt, "customer_login", read, anonymous_token), caller
-        )
+        project = await self._project(project_id)
+        return await self._token_login(project, jwt, "customer_login", _customer_login, caller, anonymous_token)
 
     async def email_sign_up(
         self,
@@ -161,14 +139,13 @@ class EndUserAuthService:
         caller: Caller,
         anonymous_token: str | None,
     ) -> EndUserLogin:
-        db = self.ctx.db
-        project = await db.reading(self._project, project_id)
+        project = await self._project(project_id)
         self._require_method(project, "email")
         problem = password_problem(password)
         if problem:
             raise ValidationFailed({"password": problem})
         self.ctx.limiter.hit("signup_ip", caller.ip)
-        if await db.reading(self._find, project.id, Lookup("email", email)) is not None:
+        if await self._find(project.id, Lookup("email", email)) is not None:
             raise EmailTaken()
         profile = NewEndUser(
             CreatedVia.EMAIL,
@@ -177,38 +154,36 @@ class EndUserAuthService:
             lastname=lastname,
             password_hash=await self.ctx.passwords.hash_async(password),
         )
-        attempt = _Attempt(
-            project, dialects.LoginClaim(Lookup("email", email), profile), "email_signup", anonymous_token
-        )
+        claim = dialects.LoginClaim(Lookup("email", email), profile)
         try:
-            written = await db.writing(partial(self._log_in, must_create=True), attempt, caller)
+            return await self._log_in(
+                _Attempt(project, claim, "email_signup", anonymous_token), caller, must_create=True
+            )
         except IdentityConflict as exc:
             raise EmailTaken() from exc
-        return self._signed(written)
 
     async def email_sign_in(
         self, project_id: str, email: str, password: str, caller: Caller, anonymous_token: str | None
     ) -> EndUserLogin:
-        db = self.ctx.db
-        project = await db.reading(self._project, project_id)
+        project = await self._project(project_id)
         self._require_method(project, "email")
         self.ctx.limiter.hit("signin_ip", caller.ip)
         self.ctx.limiter.hit("signin_account", f"{project.id}:{email}:{caller.ip}")
-        user = await db.reading(self._find, project.id, Lookup("email", email))
+        user = await self._find(project.id, Lookup("email", email))
         # Verified even for unknown emails, so both failures take the same time.
         valid = await self.ctx.passwords.verify_async(user.password_hash if user else None, password)
         if user is None or not valid:
-            await db.writing(self._record_wrong_password, project.id, user, caller)
+            await self._record_wrong_password(project.id, user, caller)
             raise InvalidCredentials()
-        attempt = _Attempt(project, dialects.LoginClaim(Lookup("email", email), None), "email", anonymous_token)
-        return self._signed(await db.writing(self._log_in, attempt, caller))
+        claim = dialects.LoginClaim(Lookup("email", email), None)
+        return await self._log_in(_Attempt(project, claim, "email", anonymous_token), caller)
 
-    def me(self, session_token: str, project_id: str) -> EndUser:
+    async def me(self, session_token: str, project_id: str) -> EndUser:
         """The user behind an end-user session of this project (one statement)."""
         claims = self.sessions.peek(session_token)
         if claims is not None:
-            with self.ctx.db.lookup() as store:
-                session, user = store.sessions.get_with_end_user(str(claims.get("sid")))
+            async with self.ctx.storage.read() as tx:
+                session, user = await tx.sessions.get_with_end_user(str(claims.get("sid")))
             if (
                 self.sessions.is_live(session, claims)
                 and session is not None
@@ -219,11 +194,37 @@ class EndUserAuthService:
                 return user
         raise NotAuthenticated("Send an end-user session of this project.")
 
-    # -- shared steps ------------------------------------------------------
+    # -- checking a token --------------------------------------------------
 
-    def _project(self, project_id: str) -> Project:
-        with self.ctx.db.lookup() as store:
-            project = store.projects.get(project_id) if looks_like_id(project_id) else None
+    async def _token_login(
+        self,
+        project: Project,
+        token: str,
+        method: str,
+        dialect: Dialect,
+        caller: Caller,
+        anonymous_token: str | None,
+    ) -> EndUserLogin:
+        """A token sign-in: the way in enabled, the token verified and read, then the login written."""
+        self._require_method(project, "external_jwt")
+        try:
+            claim = self._verify(project, token, dialect)
+        except TokenRejected as rejection:
+            await self._record_refusal(project.id, rejection, caller, method)
+            raise
+        return await self._log_in(_Attempt(project, claim, method, anonymous_token), caller)
+
+    def _verify(self, project: Project, token: str, dialect: Dialect) -> dialects.LoginClaim:
+        settings = project.effective_settings
+        now = self.ctx.clock().timestamp()
+        key = self.keys.verification_key(project)
+        _header, claims = tokens.verify(token, key)
+        dialects.check_times(claims, now, dialects.TimePolicy(settings["leeway_seconds"], settings["require_exp"]))
+        return dialect(project, claims, now)
+
+    async def _project(self, project_id: str) -> Project:
+        async with self.ctx.storage.read() as tx:
+            project = await tx.projects.get(project_id) if looks_like_id(project_id) else None
         if project is None:
             raise ProjectNotFound()
         return project
@@ -233,7 +234,7 @@ class EndUserAuthService:
         if not project.effective_settings["auth_methods"].get(method, False):
             raise AuthMethodDisabled()
 
-    def _project_for_audience(self, token: str, claims: dict[str, Any]) -> Project:
+    async def _project_for_audience(self, token: str, claims: dict[str, Any]) -> Project:
         """The project a custom token's ``aud`` names.
 
         ``<CHATGATE_PUBLIC_URL>/projects/<pid>`` names one project; an accepted
@@ -242,14 +243,14 @@ class EndUserAuthService:
         """
         own_prefix = f"{self.ctx.settings.public_url}/projects/"
         found: dict[str, Project] = {}
-        with self.ctx.db.read() as store:
+        async with self.ctx.storage.read() as tx:
             for aud in dialects.audiences(claims):
                 if aud.startswith(own_prefix) and looks_like_id(aud[len(own_prefix) :]):
                     project_ids = [aud[len(own_prefix) :]]
                 else:
-                    project_ids = store.projects.for_audience(aud)[:MAX_AUDIENCE_CANDIDATES]
+                    project_ids = (await tx.projects.for_audience(aud))[:MAX_AUDIENCE_CANDIDATES]
                 for project_id in project_ids:
-                    project = found.get(project_id) or store.projects.get(project_id)
+                    project = found.get(project_id) or await tx.projects.get(project_id)
                     if project is not None:
                         found[project.id] = project
         if not found:
@@ -269,77 +270,34 @@ class EndUserAuthService:
             return False
         return True
 
-    def _verify(
-        self,
-        project: Project,
-        token: str,
-        method: str,
-        dialect: Callable[[dict[str, Any], float], dialects.LoginClaim],
-    ) -> dialects.LoginClaim:
-        settings = project.effective_settings
-        now = self.ctx.clock().timestamp()
-        try:
-            key = self.keys.verification_key(project)
-            _header, claims = tokens.verify(token, key)
-            dialects.check_times(claims, now, dialects.TimePolicy(settings["leeway_seconds"], settings["require_exp"]))
-            return dialect(claims, now)
-        except TokenRejected as rejection:
-            raise _Refused(project.id, rejection, method) from rejection
+    # -- writing a login ---------------------------------------------------
 
-    def _check_project_token(
-        self,
-        project_id: str,
-        token: str,
-        method: str,
-        dialect: Callable[[Project, dict[str, Any], float], dialects.LoginClaim],
-        anonymous_token: str | None,
-    ) -> _Attempt:
-        """The project named by the route, its token ways in enabled, the token verified and read."""
-        project = self._project(project_id)
-        self._require_method(project, "external_jwt")
-        claim = self._verify(project, token, method, partial(dialect, project))
-        return _Attempt(project, claim, method, anonymous_token)
-
-    async def _sign_in(self, check: Callable[[], _Attempt], caller: Caller) -> EndUserLogin:
-        """Check the token with reads, write the login, sign its session: only the middle step holds the lock."""
-        db = self.ctx.db
-        try:
-            attempt = await db.reading(check)
-        except _Refused as refused:
-            await db.writing(self._record_refusal, refused.project_id, refused.rejection, caller, refused.method)
-            raise refused.rejection from None
-        return self._signed(await db.writing(self._log_in, attempt, caller))
-
-    def _signed(self, written: _Written) -> EndUserLogin:
-        token = self.sessions.sign(written.session)
-        return EndUserLogin(written.user, token, written.created, written.merged_conversations)
-
-    def _log_in(self, attempt: _Attempt, caller: Caller, must_create: bool = False) -> _Written:
+    async def _log_in(self, attempt: _Attempt, caller: Caller, must_create: bool = False) -> EndUserLogin:
         """Find or create the user, consume the jti, merge the visitor and store a session: one transaction."""
         project, claim = attempt.project, attempt.claim
         now = self.ctx.clock()
         try:
-            with self.ctx.db.write() as store:
-                if claim.jti is not None and not store.token_ids.consume(
+            async with self.ctx.storage.write() as tx:
+                if claim.jti is not None and not await tx.token_ids.consume(
                     project.id, claim.jti, _forget_after(claim.expires_at, project.effective_settings["leeway_seconds"])
                 ):
                     raise TokenRejected("replayed", "This token has already been used.")
-                user = None if must_create else store.end_users.find(project.id, claim.lookup)
+                user = None if must_create else await tx.end_users.find(project.id, claim.lookup)
                 if user is not None and claim.vouched and not user.email_verified and claim.lookup.by == "email":
                     # A signed token never lands in an account that only typed its email.
                     if claim.new_user is None:
                         raise UserNotFound()
-                    self._displace(store, project, user, caller, now, attempt.method)
+                    await self._displace(tx, project, user, caller, now, attempt.method)
                     user = None
                 created = False
                 if user is None:
-                    user, created = self._provision(store, project, claim, caller, now, adopt=not must_create)
+                    user, created = await self._provision(tx, project, claim, caller, now, adopt=not must_create)
                 else:
-                    user = self._refresh(store, user, claim.new_user, now)
-                merged = self._merge_visitor(store, project, user, attempt.anonymous_token, caller, now)
-                session = self.sessions.record(store, SessionKind.END_USER, user.id, project.id, now)
-                audit(
-                    store,
+                    user = await self._refresh(tx, user, claim.new_user, now)
+                merged = await self._merge_visitor(tx, project, user, attempt.anonymous_token, caller, now)
+                session = await self.sessions.record(tx, SessionKind.END_USER, user.id, project.id, now)
+                await audit(
+                    tx,
                     now,
                     AuditAction.USER_SIGNIN_SUCCEEDED,
                     caller=caller,
@@ -350,13 +308,13 @@ class EndUserAuthService:
                     created=created,
                 )
         except DomainError as refusal:
-            self._record_refusal(project.id, refusal, caller, attempt.method)
+            await self._record_refusal(project.id, refusal, caller, attempt.method)
             raise
-        return _Written(user, session, created, merged)
+        return EndUserLogin(user, self.sessions.sign(session), created, merged)
 
-    def _provision(
+    async def _provision(
         self,
-        store: Store,
+        tx: Transaction,
         project: Project,
         claim: dialects.LoginClaim,
         caller: Caller,
@@ -372,32 +330,32 @@ class EndUserAuthService:
         new = claim.new_user
         if new is None:
             raise UserNotFound()
-        if new.external_id is not None and self._shadows_an_id(store, project, new.external_id):
+        if new.external_id is not None and await self._shadows_an_id(tx, project, new.external_id):
             raise IdentityConflict("This externalId is the _id of another user of the project.")
-        created = self._create(store, project, new, caller, now)
+        created = await self._create(tx, project, new, caller, now)
         if created is None and claim.vouched and new.email is not None:
             # The email may be held by an account that only typed it: the vouched identity takes it.
-            holder = store.end_users.find(project.id, Lookup("email", new.email))
+            holder = await tx.end_users.find(project.id, Lookup("email", new.email))
             if holder is not None and not holder.email_verified:
-                self._displace(store, project, holder, caller, now, new.created_via.value)
-                created = self._create(store, project, new, caller, now)
+                await self._displace(tx, project, holder, caller, now, new.created_via.value)
+                created = await self._create(tx, project, new, caller, now)
         if created is not None:
             return created, True
-        existing = store.end_users.find(project.id, claim.lookup) if adopt else None
+        existing = await tx.end_users.find(project.id, claim.lookup) if adopt else None
         if existing is None:
             raise IdentityConflict()
         return existing, False
 
     @staticmethod
-    def _shadows_an_id(store: Store, project: Project, external_id: str) -> bool:
+    async def _shadows_an_id(tx: Transaction, project: Project, external_id: str) -> bool:
         """Would this new externalId hide another user's ``_id`` from a TypingMind ``id`` lookup?"""
         if not looks_like_id(external_id):
             return False
-        holder = store.end_users.by_id(external_id)
+        holder = await tx.end_users.by_id(external_id)
         return holder is not None and holder.project_id == project.id
 
-    def _displace(
-        self, store: Store, project: Project, holder: EndUser, caller: Caller, now: datetime, method: str
+    async def _displace(
+        self, tx: Transaction, project: Project, holder: EndUser, caller: Caller, now: datetime, method: str
     ) -> None:
         """A vouched login claims the email ``holder`` only typed (the Firebase linking rule).
 
@@ -405,12 +363,12 @@ class EndUserAuthService:
         seat is freed; nothing it owns passes to the vouched identity, which is
         a new user with credentials the holder never had.
         """
-        store.end_users.disable(holder.id, now)
-        store.sessions.revoke_subject(holder.id, now)
+        await tx.end_users.disable(holder.id, now)
+        await tx.sessions.revoke_subject(holder.id, now)
         if not holder.anonymous:
-            store.projects.release_seat(project.id)
-        audit(
-            store,
+            await tx.projects.release_seat(project.id)
+        await audit(
+            tx,
             now,
             AuditAction.IDENTITY_CLAIMED,
             caller=caller,
@@ -419,12 +377,14 @@ class EndUserAuthService:
             method=method,
         )
 
-    def _create(self, store: Store, project: Project, new: NewEndUser, caller: Caller, now: datetime) -> EndUser | None:
+    async def _create(
+        self, tx: Transaction, project: Project, new: NewEndUser, caller: Caller, now: datetime
+    ) -> EndUser | None:
         """Insert the user and, unless a visitor, take a seat; None when a unique key is already held."""
         user_id = new_id()
-        if not store.end_users.add_if_absent(user_id, project.id, new, now):
+        if not await tx.end_users.add_if_absent(user_id, project.id, new, now):
             return None
-        if not new.anonymous and not store.projects.take_seat(project.id, project.effective_settings["seat_limit"]):
+        if not new.anonymous and not await tx.projects.take_seat(project.id, project.effective_settings["seat_limit"]):
             raise SeatLimitReached()
         user = EndUser(
             id=user_id,
@@ -441,8 +401,8 @@ class EndUserAuthService:
             password_hash=new.password_hash,
             email_verified=new.email_verified,
         )
-        audit(
-            store,
+        await audit(
+            tx,
             now,
             AuditAction.USER_CREATED,
             caller=caller,
@@ -453,7 +413,7 @@ class EndUserAuthService:
         return user
 
     @staticmethod
-    def _refresh(store: Store, user: EndUser, profile: NewEndUser | None, now: datetime) -> EndUser:
+    async def _refresh(tx: Transaction, user: EndUser, profile: NewEndUser | None, now: datetime) -> EndUser:
         """Note the visit (to the minute); take new names and metadata from the token when they changed."""
         changes: dict[str, Any] = {}
         if profile is not None:
@@ -466,11 +426,17 @@ class EndUserAuthService:
         recently = user.last_seen_at is not None and now - user.last_seen_at < LAST_SEEN_RESOLUTION
         if recently and not changes:
             return user
-        store.end_users.seen(user.id, now, changes)
+        await tx.end_users.seen(user.id, now, changes)
         return replace(user, last_seen_at=now, **changes)
 
-    def _merge_visitor(
-        self, store: Store, project: Project, user: EndUser, anonymous_token: str | None, caller: Caller, now: datetime
+    async def _merge_visitor(
+        self,
+        tx: Transaction,
+        project: Project,
+        user: EndUser,
+        anonymous_token: str | None,
+        caller: Caller,
+        now: datetime,
     ) -> int:
         """Fold the anonymous visitor behind ``anonymous_token`` into ``user`` (same project only).
 
@@ -479,18 +445,18 @@ class EndUserAuthService:
         """
         if not anonymous_token:
             return 0
-        session = self.sessions.live_session(store, anonymous_token)
+        session = await self.sessions.live_session(tx, anonymous_token)
         if session is None or session.kind is not SessionKind.END_USER or session.project_id != project.id:
             return 0
-        visitor = store.end_users.by_id(session.subject_id)
+        visitor = await tx.end_users.by_id(session.subject_id)
         if visitor is None or not visitor.anonymous or visitor.id == user.id:
             return 0
-        # Conversations arrive with contract §5; until then a visitor owns none.
+        # Conversations are not built yet; until then a visitor owns none.
         moved = 0
-        store.sessions.revoke_subject(visitor.id, now)
-        store.end_users.mark_merged(visitor.id, user.id)
-        audit(
-            store,
+        await tx.sessions.revoke_subject(visitor.id, now)
+        await tx.end_users.mark_merged(visitor.id, user.id)
+        await audit(
+            tx,
             now,
             AuditAction.VISITOR_MERGED,
             caller=caller,
@@ -501,14 +467,16 @@ class EndUserAuthService:
         )
         return moved
 
-    def _find(self, project_id: str, lookup: Lookup) -> EndUser | None:
-        with self.ctx.db.lookup() as store:
-            return store.end_users.find(project_id, lookup)
+    # -- reads and refusals ------------------------------------------------
 
-    def _record_wrong_password(self, project_id: str, user: EndUser | None, caller: Caller) -> None:
-        with self.ctx.db.write() as store:
-            audit(
-                store,
+    async def _find(self, project_id: str, lookup: Lookup) -> EndUser | None:
+        async with self.ctx.storage.read() as tx:
+            return await tx.end_users.find(project_id, lookup)
+
+    async def _record_wrong_password(self, project_id: str, user: EndUser | None, caller: Caller) -> None:
+        async with self.ctx.storage.write() as tx:
+            await audit(
+                tx,
                 self.ctx.clock(),
                 AuditAction.USER_SIGNIN_FAILED,
                 caller=caller,
@@ -518,15 +486,17 @@ class EndUserAuthService:
                 method="email",
             )
 
-    def _record_refusal(self, project_id: str | None, refusal: DomainError, caller: Caller, method: str) -> None:
-        now = self.ctx.clock()
+    async def _record_refusal(self, project_id: str | None, refusal: DomainError, caller: Caller, method: str) -> None:
+        """A refused login creates nothing, but the refusal and its reason go to the audit log."""
         action = {
             TokenRejected: AuditAction.TOKEN_REJECTED,
             SeatLimitReached: AuditAction.SEAT_LIMIT_REACHED,
         }.get(type(refusal), AuditAction.USER_SIGNIN_FAILED)
         reason = refusal.reason if isinstance(refusal, TokenRejected) else refusal.code
-        with self.ctx.db.write() as store:
-            audit(store, now, action, caller=caller, project_id=project_id, reason=reason, method=method)
+        async with self.ctx.storage.write() as tx:
+            await audit(
+                tx, self.ctx.clock(), action, caller=caller, project_id=project_id, reason=reason, method=method
+            )
 
 
 def _forget_after(exp: float | None, leeway_seconds: int) -> datetime | None:

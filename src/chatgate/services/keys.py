@@ -12,8 +12,8 @@ from chatgate.domain.ids import new_id
 from chatgate.domain.models import ApiKey, Project
 from chatgate.errors import ApiKeyNotFound, Forbidden, InvalidApiKey, TokenRejected
 from chatgate.services.context import Caller, ServiceContext, audit
+from chatgate.services.ports import Transaction
 from chatgate.services.projects import require_role
-from chatgate.storage.repositories import Store
 
 # Kustomer's rule: reading the chat secret takes a key with both roles.
 SECRET_READER_ROLES = frozenset({"org.admin", "org.user"})
@@ -35,16 +35,16 @@ class KeyService:
 
     # -- signing secrets ---------------------------------------------------
 
-    def generate_signing_secret(self, project_id: str, caller: Caller) -> str:
+    async def generate_signing_secret(self, project_id: str, caller: Caller) -> str:
         now = self.ctx.clock()
-        with self.ctx.db.write() as store:
-            require_role(store, project_id, caller)
-            return self._rotate(store, project_id, now, caller)
+        async with self.ctx.storage.write() as tx:
+            await require_role(tx, project_id, caller)
+            return await self._rotate(tx, project_id, now, caller)
 
-    def _rotate(self, store: Store, project_id: str, now: datetime, caller: Caller) -> str:
+    async def _rotate(self, tx: Transaction, project_id: str, now: datetime, caller: Caller) -> str:
         secret = new_signing_secret()
-        store.projects.set_secret(project_id, self.ctx.secret_box.seal(project_id, secret), now)
-        audit(store, now, AuditAction.SIGNING_KEY_GENERATED, caller=caller, project_id=project_id)
+        await tx.projects.set_secret(project_id, self.ctx.secret_box.seal(project_id, secret), now)
+        await audit(tx, now, AuditAction.SIGNING_KEY_GENERATED, caller=caller, project_id=project_id)
         return secret
 
     def verification_key(self, project: Project) -> VerificationKey:
@@ -63,7 +63,7 @@ class KeyService:
 
     # -- API keys ----------------------------------------------------------
 
-    def create_api_key(
+    async def create_api_key(
         self, project_id: str, name: str, roles: list[str], expires_in_days: int | None, caller: Caller
     ) -> CreatedApiKey:
         now = self.ctx.clock()
@@ -72,11 +72,11 @@ class KeyService:
         api_key = ApiKey(
             new_id(), project_id, name, tuple(sorted(set(roles))), made.prefix, made.key_hash, now, expires
         )
-        with self.ctx.db.write() as store:
-            require_role(store, project_id, caller)
-            store.api_keys.add(api_key)
-            audit(
-                store,
+        async with self.ctx.storage.write() as tx:
+            await require_role(tx, project_id, caller)
+            await tx.api_keys.add(api_key)
+            await audit(
+                tx,
                 now,
                 AuditAction.API_KEY_CREATED,
                 caller=caller,
@@ -87,25 +87,25 @@ class KeyService:
             )
         return CreatedApiKey(api_key, made.key)
 
-    def list_api_keys(self, project_id: str, caller: Caller) -> list[ApiKey]:
-        with self.ctx.db.read() as store:
-            require_role(store, project_id, caller)
-            return store.api_keys.for_project(project_id)
+    async def list_api_keys(self, project_id: str, caller: Caller) -> list[ApiKey]:
+        async with self.ctx.storage.read() as tx:
+            await require_role(tx, project_id, caller)
+            return await tx.api_keys.for_project(project_id)
 
-    def revoke_api_key(self, project_id: str, key_id: str, caller: Caller) -> None:
+    async def revoke_api_key(self, project_id: str, key_id: str, caller: Caller) -> None:
         now = self.ctx.clock()
-        with self.ctx.db.write() as store:
-            require_role(store, project_id, caller)
-            if not store.api_keys.revoke(project_id, key_id, now):
+        async with self.ctx.storage.write() as tx:
+            await require_role(tx, project_id, caller)
+            if not await tx.api_keys.revoke(project_id, key_id, now):
                 raise ApiKeyNotFound()
-            audit(store, now, AuditAction.API_KEY_REVOKED, caller=caller, project_id=project_id, subject_id=key_id)
+            await audit(tx, now, AuditAction.API_KEY_REVOKED, caller=caller, project_id=project_id, subject_id=key_id)
 
-    def customer_settings_secret(self, presented_key: str, caller: Caller) -> str:
+    async def customer_settings_secret(self, presented_key: str, caller: Caller) -> str:
         """Kustomer's ``GET /v1/auth/customer/settings``: the signing secret, for a key with both roles."""
         now = self.ctx.clock()
         prefix = api_key_prefix(presented_key)
-        with self.ctx.db.write() as store:
-            api_key = store.api_keys.by_prefix(prefix) if prefix else None
+        async with self.ctx.storage.write() as tx:
+            api_key = await tx.api_keys.by_prefix(prefix) if prefix else None
             if (
                 api_key is None
                 or not same_hash(api_key.key_hash, hash_api_key(presented_key))
@@ -114,8 +114,8 @@ class KeyService:
             ):
                 raise InvalidApiKey()
             if not set(api_key.roles) >= SECRET_READER_ROLES:
-                audit(
-                    store,
+                await audit(
+                    tx,
                     now,
                     AuditAction.API_KEY_REJECTED,
                     caller=caller,
@@ -127,16 +127,16 @@ class KeyService:
                 forbidden = True
             else:
                 forbidden = False
-                store.api_keys.used(api_key.id, now)
-                project = store.projects.get(api_key.project_id)
+                await tx.api_keys.used(api_key.id, now)
+                project = await tx.projects.get(api_key.project_id)
                 assert project is not None
                 actor_caller = Caller(caller.ip)
                 if project.secret_ciphertext is None:
-                    secret = self._rotate(store, project.id, now, actor_caller)
+                    secret = await self._rotate(tx, project.id, now, actor_caller)
                 else:
                     secret = self.ctx.secret_box.open(project.id, project.secret_ciphertext)
-                audit(
-                    store,
+                await audit(
+                    tx,
                     now,
                     AuditAction.SECRET_READ,
                     caller=actor_caller,

@@ -19,8 +19,8 @@ class MaintenanceService:
     def __init__(self, ctx: ServiceContext) -> None:
         self.ctx = ctx
 
-    def prune(self) -> Pruned:
+    async def prune(self) -> Pruned:
         """Forget expired sessions and the consumed jtis of expired tokens (a replay is refused by exp)."""
         now = self.ctx.clock()
-        with self.ctx.db.write() as store:
-            return Pruned(store.sessions.forget_expired(now), store.token_ids.forget_expired(now))
+        async with self.ctx.storage.write() as tx:
+            return Pruned(await tx.sessions.forget_expired(now), await tx.token_ids.forget_expired(now))

@@ -17,7 +17,7 @@ from chatgate.errors import (
     UserNotFound,
 )
 from chatgate.services.context import Caller, ServiceContext, audit
-from chatgate.storage.repositories import Store
+from chatgate.services.ports import Transaction
 
 MANAGERS = frozenset({Role.OWNER, Role.ADMIN})
 
@@ -31,14 +31,14 @@ def staff_id_of(caller: Caller) -> str:
     return principal.subject_id
 
 
-def require_role(store: Store, project_id: str, caller: Caller, roles: frozenset[Role] = MANAGERS) -> Project:
+async def require_role(tx: Transaction, project_id: str, caller: Caller, roles: frozenset[Role] = MANAGERS) -> Project:
     """The project, if the calling staff member holds one of ``roles`` in it.
 
     Projects the caller is not a member of answer 404, so ids cannot be probed.
     """
     staff_id = staff_id_of(caller)
-    project = store.projects.get(project_id) if looks_like_id(project_id) else None
-    membership = store.projects.membership(project_id, staff_id) if project else None
+    project = await tx.projects.get(project_id) if looks_like_id(project_id) else None
+    membership = await tx.projects.membership(project_id, staff_id) if project else None
     if project is None or membership is None:
         raise ProjectNotFound()
     if membership.role not in roles:
@@ -50,80 +50,80 @@ class ProjectService:
     def __init__(self, ctx: ServiceContext) -> None:
         self.ctx = ctx
 
-    def create(self, name: str, caller: Caller) -> tuple[Project, Role]:
+    async def create(self, name: str, caller: Caller) -> tuple[Project, Role]:
         staff_id = staff_id_of(caller)
         now = self.ctx.clock()
         project = Project(new_id(), name, now, project_settings.default_settings())
-        with self.ctx.db.write() as store:
-            store.projects.add(project, staff_id, now)
-            audit(store, now, AuditAction.PROJECT_CREATED, caller=caller, project_id=project.id, name=name)
+        async with self.ctx.storage.write() as tx:
+            await tx.projects.add(project, staff_id, now)
+            await audit(tx, now, AuditAction.PROJECT_CREATED, caller=caller, project_id=project.id, name=name)
         return project, Role.OWNER
 
-    def list_mine(self, caller: Caller) -> list[tuple[Project, Role]]:
+    async def list_mine(self, caller: Caller) -> list[tuple[Project, Role]]:
         staff_id = staff_id_of(caller)
-        with self.ctx.db.read() as store:
-            return store.projects.for_staff(staff_id)
+        async with self.ctx.storage.read() as tx:
+            return await tx.projects.for_staff(staff_id)
 
-    def allowed_origins(self, project_id: str) -> list[str]:
+    async def allowed_origins(self, project_id: str) -> list[str]:
         """The sites that may frame the project's chat and call its API from a browser (public knowledge)."""
-        with self.ctx.db.lookup() as store:
-            project = store.projects.get(project_id) if looks_like_id(project_id) else None
+        async with self.ctx.storage.read() as tx:
+            project = await tx.projects.get(project_id) if looks_like_id(project_id) else None
         return project.effective_settings["allowed_origins"] if project is not None else []
 
-    def get(self, project_id: str, caller: Caller) -> tuple[Project, Role]:
-        with self.ctx.db.read() as store:
-            project = require_role(store, project_id, caller)
-            membership = store.projects.membership(project_id, staff_id_of(caller))
+    async def get(self, project_id: str, caller: Caller) -> tuple[Project, Role]:
+        async with self.ctx.storage.read() as tx:
+            project = await require_role(tx, project_id, caller)
+            membership = await tx.projects.membership(project_id, staff_id_of(caller))
         assert membership is not None
         return project, membership.role
 
-    def update(self, project_id: str, caller: Caller, *, name: str | None, settings: Any) -> tuple[Project, Role]:
+    async def update(self, project_id: str, caller: Caller, *, name: str | None, settings: Any) -> tuple[Project, Role]:
         now = self.ctx.clock()
-        with self.ctx.db.write() as store:
-            project = require_role(store, project_id, caller)
+        async with self.ctx.storage.write() as tx:
+            project = await require_role(tx, project_id, caller)
             new_settings = (
                 project_settings.apply_change(project.settings, settings)
                 if settings is not None
                 else project_settings.with_defaults(project.settings)
             )
             if new_settings["accepted_audiences"] != project.effective_settings["accepted_audiences"]:
-                store.projects.replace_audiences(project_id, new_settings["accepted_audiences"])
-            store.projects.update(project_id, now, name=name, settings=new_settings)
+                await tx.projects.replace_audiences(project_id, new_settings["accepted_audiences"])
+            await tx.projects.update(project_id, now, name=name, settings=new_settings)
             changed = sorted(settings.keys()) if isinstance(settings, dict) else []
-            audit(
-                store,
+            await audit(
+                tx,
                 now,
                 AuditAction.PROJECT_SETTINGS_CHANGED,
                 caller=caller,
                 project_id=project_id,
                 changed=changed + (["name"] if name is not None else []),
             )
-            membership = store.projects.membership(project_id, staff_id_of(caller))
-            updated = store.projects.get(project_id)
+            membership = await tx.projects.membership(project_id, staff_id_of(caller))
+            updated = await tx.projects.get(project_id)
         assert updated is not None and membership is not None
         return updated, membership.role
 
-    def add_member(self, project_id: str, email: str, role: Role, caller: Caller) -> Membership:
+    async def add_member(self, project_id: str, email: str, role: Role, caller: Caller) -> Membership:
         """Give an existing staff account a role in the project, or change it (owners only).
 
         The answer is the membership as stored. The last owner cannot step down:
         a project always has someone who can manage its members.
         """
         now = self.ctx.clock()
-        with self.ctx.db.write() as store:
-            require_role(store, project_id, caller, frozenset({Role.OWNER}))
-            account = store.staff.by_email(email)
+        async with self.ctx.storage.write() as tx:
+            await require_role(tx, project_id, caller, frozenset({Role.OWNER}))
+            account = await tx.staff.by_email(email)
             if account is None:
                 raise UserNotFound("No staff account has this email; they must sign up first.")
-            if not store.projects.add_member(project_id, account.id, role, now):
-                current = store.projects.membership(project_id, account.id)
+            if not await tx.projects.add_member(project_id, account.id, role, now):
+                current = await tx.projects.membership(project_id, account.id)
                 stepping_down = current is not None and current.role is Role.OWNER and role is not Role.OWNER
-                if stepping_down and store.projects.owner_count(project_id) <= 1:
+                if stepping_down and await tx.projects.owner_count(project_id) <= 1:
                     raise LastOwner()
-                store.projects.set_role(project_id, account.id, role)
-            stored = store.projects.membership(project_id, account.id)
-            audit(
-                store,
+                await tx.projects.set_role(project_id, account.id, role)
+            stored = await tx.projects.membership(project_id, account.id)
+            await audit(
+                tx,
                 now,
                 AuditAction.PROJECT_MEMBER_ADDED,
                 caller=caller,

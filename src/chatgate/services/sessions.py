@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from chatgate.domain.audit import AuditAction
@@ -10,34 +9,21 @@ from chatgate.domain.ids import new_id
 from chatgate.domain.models import Session, SessionKind
 from chatgate.errors import NotAuthenticated, TokenRejected
 from chatgate.services.context import Caller, Principal, ServiceContext, audit
-from chatgate.storage.repositories import Store
-
-
-@dataclass(frozen=True)
-class OpenedSession:
-    session: Session
-    token: str
+from chatgate.services.ports import Transaction
 
 
 class SessionService:
     def __init__(self, ctx: ServiceContext) -> None:
         self.ctx = ctx
 
-    def open(
-        self, store: Store, kind: SessionKind, subject_id: str, project_id: str | None, now: datetime
-    ) -> OpenedSession:
-        """Store a session and sign a token naming it, inside the caller's transaction."""
-        session = self.record(store, kind, subject_id, project_id, now)
-        return OpenedSession(session, self.sign(session))
-
-    def record(
-        self, store: Store, kind: SessionKind, subject_id: str, project_id: str | None, now: datetime
+    async def record(
+        self, tx: Transaction, kind: SessionKind, subject_id: str, project_id: str | None, now: datetime
     ) -> Session:
-        """Store a session; its token can be signed once the transaction has committed (``sign``)."""
+        """Store a session in the caller's transaction; sign its token once that has committed (``sign``)."""
         settings = self.ctx.settings
         ttl = settings.staff_session_ttl_seconds if kind is SessionKind.STAFF else settings.session_ttl_seconds
         session = Session(new_id(), kind, project_id, subject_id, now, now + timedelta(seconds=ttl))
-        store.sessions.add(session)
+        await tx.sessions.add(session)
         return session
 
     def sign(self, session: Session) -> str:
@@ -60,11 +46,11 @@ class SessionService:
         except TokenRejected:
             return None
 
-    def live_session(self, store: Store, token: str) -> Session | None:
+    async def live_session(self, tx: Transaction, token: str) -> Session | None:
         claims = self.peek(token)
         if claims is None:
             return None
-        session = store.sessions.get(str(claims.get("sid")))
+        session = await tx.sessions.get(str(claims.get("sid")))
         return session if self.is_live(session, claims) else None
 
     def is_live(self, session: Session | None, claims: dict[str, object]) -> bool:
@@ -76,23 +62,23 @@ class SessionService:
             and session.subject_id == claims.get("sub")
         )
 
-    def authenticate(self, token: str) -> Principal:
+    async def authenticate(self, token: str) -> Principal:
         """The principal behind a session token; revoked or expired sessions are refused at once."""
-        with self.ctx.db.lookup() as store:
-            session = self.live_session(store, token)
+        async with self.ctx.storage.read() as tx:
+            session = await self.live_session(tx, token)
         if session is None:
             raise NotAuthenticated("The session token is invalid, expired or signed out.")
         return Principal(session.kind, session.id, session.subject_id, session.project_id)
 
-    def logout(self, caller: Caller) -> None:
+    async def logout(self, caller: Caller) -> None:
         principal = caller.principal
         if principal is None:
             raise NotAuthenticated()
         now = self.ctx.clock()
-        with self.ctx.db.write() as store:
-            store.sessions.revoke(principal.session_id, now)
-            audit(
-                store,
+        async with self.ctx.storage.write() as tx:
+            await tx.sessions.revoke(principal.session_id, now)
+            await audit(
+                tx,
                 now,
                 AuditAction.SESSION_ENDED,
                 caller=caller,

@@ -24,58 +24,48 @@ class StaffService:
         self.ctx = ctx
         self.sessions = sessions
 
-    def sign_up(self, email: str, password: str, firstname: str, lastname: str, caller: Caller) -> StaffAccount:
+    async def sign_up(self, email: str, password: str, firstname: str, lastname: str, caller: Caller) -> StaffAccount:
         problem = password_problem(password)
         if problem:
             raise ValidationFailed({"password": problem})
         self.ctx.limiter.hit("signup_ip", caller.ip)
-        with self.ctx.db.read() as store:
-            if store.staff.by_email(email) is not None:
+        async with self.ctx.storage.read() as tx:
+            if await tx.staff.by_email(email) is not None:
                 raise EmailTaken()
-        password_hash = self.ctx.passwords.hash(password)
+        password_hash = await self.ctx.passwords.hash_async(password)
         now = self.ctx.clock()
         account = StaffAccount(new_id(), email, firstname, lastname, False, password_hash, now, now)
-        with self.ctx.db.write() as store:
+        async with self.ctx.storage.write() as tx:
             # The unique index decides between two simultaneous sign-ups.
-            if not store.staff.add(account):
+            if not await tx.staff.add(account):
                 raise EmailTaken()
-            audit(
-                store,
+            await audit(
+                tx, now, AuditAction.STAFF_SIGNED_UP, caller=caller, subject_id=account.id, actor=("staff", account.id)
+            )
+        return account
+
+    async def sign_in(self, email: str, password: str, caller: Caller) -> StaffSignIn:
+        self.ctx.limiter.hit("signin_ip", caller.ip)
+        self.ctx.limiter.hit("signin_account", f"staff:{email}:{caller.ip}")
+        async with self.ctx.storage.read() as tx:
+            account = await tx.staff.by_email(email)
+        # Verify even for unknown emails, so both failures take the same time.
+        valid = await self.ctx.passwords.verify_async(account.password_hash if account else None, password)
+        now = self.ctx.clock()
+        if account is None or not valid:
+            async with self.ctx.storage.write() as tx:
+                await audit(
+                    tx, now, AuditAction.STAFF_SIGNIN_FAILED, caller=caller, subject_id=account.id if account else None
+                )
+            raise InvalidCredentials()
+        async with self.ctx.storage.write() as tx:
+            session = await self.sessions.record(tx, SessionKind.STAFF, account.id, None, now)
+            await audit(
+                tx,
                 now,
-                AuditAction.STAFF_SIGNED_UP,
+                AuditAction.STAFF_SIGNIN_SUCCEEDED,
                 caller=caller,
                 subject_id=account.id,
                 actor=("staff", account.id),
             )
-        return account
-
-    def sign_in(self, email: str, password: str, caller: Caller) -> StaffSignIn:
-        self.ctx.limiter.hit("signin_ip", caller.ip)
-        self.ctx.limiter.hit("signin_account", f"staff:{email}:{caller.ip}")
-        with self.ctx.db.read() as store:
-            account = store.staff.by_email(email)
-        # Verify even for unknown emails, so both failures take the same time.
-        valid = self.ctx.passwords.verify(account.password_hash if account else None, password)
-        now = self.ctx.clock()
-        with self.ctx.db.write() as store:
-            if account is None or not valid:
-                audit(
-                    store,
-                    now,
-                    AuditAction.STAFF_SIGNIN_FAILED,
-                    caller=caller,
-                    subject_id=account.id if account else None,
-                )
-            else:
-                opened = self.sessions.open(store, SessionKind.STAFF, account.id, None, now)
-                audit(
-                    store,
-                    now,
-                    AuditAction.STAFF_SIGNIN_SUCCEEDED,
-                    caller=caller,
-                    subject_id=account.id,
-                    actor=("staff", account.id),
-                )
-        if account is None or not valid:
-            raise InvalidCredentials()
-        return StaffSignIn(account, opened.token)
+        return StaffSignIn(account, self.sessions.sign(session))

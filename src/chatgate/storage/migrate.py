@@ -7,7 +7,7 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 
-from chatgate.storage.database import make_engine
+from chatgate.storage.engine import make_engine
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -21,7 +21,7 @@ def alembic_config(url: str) -> Config:
 
 def upgrade(url: str, revision: str = "head") -> None:
     """Bring the schema to ``revision``; safe to run on every start."""
-    engine = make_engine(url, pool_size=1)
+    engine = make_engine(url)
     try:
         with engine.begin() as connection:
             config = alembic_config(url)

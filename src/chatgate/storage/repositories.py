@@ -1,4 +1,4 @@
-"""Repositories: the only code that writes SQL. One ``Store`` per transaction.
+"""Repositories: the only code that writes SQL, for both adapters. One ``Store`` per transaction.
 
 Every "created on first sight" path is an INSERT … ON CONFLICT DO NOTHING
 followed by a read, so concurrent first logins converge on one row; the seat
@@ -32,12 +32,12 @@ class _Repo:
     def __init__(self, sql: Sql) -> None:
         self.sql = sql
 
-    def _insert_if_absent(self, table: str, key: str, values: Mapping[str, Any]) -> bool:
+    async def _insert_if_absent(self, table: str, key: str, values: Mapping[str, Any]) -> bool:
         """Insert unless a unique key already holds; True when this call inserted."""
         columns = ", ".join(values)
         params = ", ".join(f":{name}" for name in values)
         # RETURNING, not rowcount: drivers disagree on rowcount for this statement.
-        inserted = self.sql.one(
+        inserted = await self.sql.one(
             f"INSERT INTO {table} ({columns}) VALUES ({params}) ON CONFLICT DO NOTHING RETURNING {key}",  # noqa: S608
             **values,
         )
@@ -45,8 +45,8 @@ class _Repo:
 
 
 class StaffRepo(_Repo):
-    def add(self, a: StaffAccount) -> bool:
-        return self._insert_if_absent(
+    async def add(self, a: StaffAccount) -> bool:
+        return await self._insert_if_absent(
             "staff_accounts",
             "id",
             {
@@ -61,8 +61,8 @@ class StaffRepo(_Repo):
             },
         )
 
-    def by_email(self, email: str) -> StaffAccount | None:
-        return self._staff(self.sql.one("SELECT * FROM staff_accounts WHERE email = :email", email=email))
+    async def by_email(self, email: str) -> StaffAccount | None:
+        return self._staff(await self.sql.one("SELECT * FROM staff_accounts WHERE email = :email", email=email))
 
     def _staff(self, r: dict[str, Any] | None) -> StaffAccount | None:
         if r is None:
@@ -81,8 +81,8 @@ class StaffRepo(_Repo):
 
 
 class ProjectRepo(_Repo):
-    def add(self, project: Project, owner_id: str, now: datetime) -> None:
-        self.sql.run(
+    async def add(self, project: Project, owner_id: str, now: datetime) -> None:
+        await self.sql.run(
             "INSERT INTO projects (id, name, settings, secret_sealed, created_at, updated_at)"
             " VALUES (:id, :name, :settings, :sealed, :now, :now)",
             id=project.id,
@@ -91,55 +91,55 @@ class ProjectRepo(_Repo):
             sealed=project.secret_ciphertext,
             now=project.created_at,
         )
-        self.sql.run("INSERT INTO seat_counters (project_id, used) VALUES (:id, 0)", id=project.id)
-        self.add_member(project.id, owner_id, Role.OWNER, now)
+        await self.sql.run("INSERT INTO seat_counters (project_id, used) VALUES (:id, 0)", id=project.id)
+        await self.add_member(project.id, owner_id, Role.OWNER, now)
 
-    def add_member(self, project_id: str, staff_id: str, role: Role, now: datetime) -> bool:
-        return self._insert_if_absent(
+    async def add_member(self, project_id: str, staff_id: str, role: Role, now: datetime) -> bool:
+        return await self._insert_if_absent(
             "memberships",
             "project_id",
             {"project_id": project_id, "staff_id": staff_id, "role": role.value, "created_at": now},
         )
 
-    def set_role(self, project_id: str, staff_id: str, role: Role) -> None:
-        self.sql.run(
+    async def set_role(self, project_id: str, staff_id: str, role: Role) -> None:
+        await self.sql.run(
             "UPDATE memberships SET role = :role WHERE project_id = :p AND staff_id = :s",
             role=role.value,
             p=project_id,
             s=staff_id,
         )
 
-    def owner_count(self, project_id: str) -> int:
+    async def owner_count(self, project_id: str) -> int:
         return int(
-            self.sql.scalar(
+            await self.sql.scalar(
                 "SELECT COUNT(*) FROM memberships WHERE project_id = :p AND role = :owner",
                 p=project_id,
                 owner=Role.OWNER.value,
             )
         )
 
-    def get(self, project_id: str) -> Project | None:
-        return self._project(self.sql.one("SELECT * FROM projects WHERE id = :id", id=project_id))
+    async def get(self, project_id: str) -> Project | None:
+        return self._project(await self.sql.one("SELECT * FROM projects WHERE id = :id", id=project_id))
 
-    def oldest(self) -> Project | None:
-        return self._project(self.sql.one("SELECT * FROM projects ORDER BY created_at, id LIMIT 1"))
+    async def oldest(self) -> Project | None:
+        return self._project(await self.sql.one("SELECT * FROM projects ORDER BY created_at, id LIMIT 1"))
 
-    def for_staff(self, staff_id: str) -> list[tuple[Project, Role]]:
-        rows = self.sql.all(
+    async def for_staff(self, staff_id: str) -> list[tuple[Project, Role]]:
+        rows = await self.sql.all(
             "SELECT p.*, m.role AS member_role FROM projects p JOIN memberships m ON m.project_id = p.id"
             " WHERE m.staff_id = :staff ORDER BY p.created_at, p.id",
             staff=staff_id,
         )
         return [(self._project(r), Role(r["member_role"])) for r in rows]  # type: ignore[misc]
 
-    def membership(self, project_id: str, staff_id: str) -> Membership | None:
-        role = self.sql.scalar(
+    async def membership(self, project_id: str, staff_id: str) -> Membership | None:
+        role = await self.sql.scalar(
             "SELECT role FROM memberships WHERE project_id = :p AND staff_id = :s", p=project_id, s=staff_id
         )
         return Membership(project_id, staff_id, Role(role)) if role else None
 
-    def update(self, project_id: str, now: datetime, *, name: str | None, settings: dict[str, Any]) -> None:
-        self.sql.run(
+    async def update(self, project_id: str, now: datetime, *, name: str | None, settings: dict[str, Any]) -> None:
+        await self.sql.run(
             "UPDATE projects SET settings = :settings, updated_at = :now, name = COALESCE(:name, name) WHERE id = :id",
             settings=settings,
             now=now,
@@ -147,32 +147,32 @@ class ProjectRepo(_Repo):
             id=project_id,
         )
 
-    def replace_audiences(self, project_id: str, audiences: Sequence[str]) -> None:
+    async def replace_audiences(self, project_id: str, audiences: Sequence[str]) -> None:
         """This project's extra audiences become ``audiences`` (other projects may list them too)."""
-        self.sql.run("DELETE FROM project_audiences WHERE project_id = :id", id=project_id)
+        await self.sql.run("DELETE FROM project_audiences WHERE project_id = :id", id=project_id)
         for aud in audiences:
-            self.sql.run(
+            await self.sql.run(
                 "INSERT INTO project_audiences (audience, project_id) VALUES (:aud, :id)", aud=aud, id=project_id
             )
 
-    def for_audience(self, audience: str) -> list[str]:
+    async def for_audience(self, audience: str) -> list[str]:
         """The projects that accept ``audience``, oldest listing first."""
-        rows = self.sql.all(
+        rows = await self.sql.all(
             "SELECT project_id FROM project_audiences WHERE audience = :aud ORDER BY project_id", aud=audience
         )
         return [str(r["project_id"]) for r in rows]
 
-    def set_secret(self, project_id: str, sealed: bytes, now: datetime) -> None:
-        self.sql.run(
+    async def set_secret(self, project_id: str, sealed: bytes, now: datetime) -> None:
+        await self.sql.run(
             "UPDATE projects SET secret_sealed = :sealed, updated_at = :now WHERE id = :id",
             sealed=sealed,
             now=now,
             id=project_id,
         )
 
-    def take_seat(self, project_id: str, limit: int | None) -> bool:
+    async def take_seat(self, project_id: str, limit: int | None) -> bool:
         """Count one more identified user, unless that would pass ``limit``."""
-        changed = self.sql.run(
+        changed = await self.sql.run(
             "UPDATE seat_counters SET used = used + 1 WHERE project_id = :id"
             " AND (CAST(:limit AS INTEGER) IS NULL OR used < :limit)",
             id=project_id,
@@ -180,11 +180,13 @@ class ProjectRepo(_Repo):
         )
         return changed == 1
 
-    def release_seat(self, project_id: str) -> None:
-        self.sql.run("UPDATE seat_counters SET used = used - 1 WHERE project_id = :id AND used > 0", id=project_id)
+    async def release_seat(self, project_id: str) -> None:
+        await self.sql.run(
+            "UPDATE seat_counters SET used = used - 1 WHERE project_id = :id AND used > 0", id=project_id
+        )
 
-    def seats_used(self, project_id: str) -> int:
-        return int(self.sql.scalar("SELECT used FROM seat_counters WHERE project_id = :id", id=project_id) or 0)
+    async def seats_used(self, project_id: str) -> int:
+        return int(await self.sql.scalar("SELECT used FROM seat_counters WHERE project_id = :id", id=project_id) or 0)
 
     def _project(self, r: dict[str, Any] | None) -> Project | None:
         if r is None:
@@ -203,8 +205,8 @@ _LOOKUP_COLUMN = {"external_id": "external_id", "email": "email"}
 
 
 class EndUserRepo(_Repo):
-    def add_if_absent(self, user_id: str, project_id: str, new: NewEndUser, now: datetime) -> bool:
-        return self._insert_if_absent(
+    async def add_if_absent(self, user_id: str, project_id: str, new: NewEndUser, now: datetime) -> bool:
+        return await self._insert_if_absent(
             "end_users",
             "id",
             {
@@ -224,11 +226,11 @@ class EndUserRepo(_Repo):
             },
         )
 
-    def find(self, project_id: str, lookup: Lookup) -> EndUser | None:
+    async def find(self, project_id: str, lookup: Lookup) -> EndUser | None:
         if lookup.by == "external_id_or_id":
             # TypingMind "id": the customer's id first, then Chatgate's own.
-            return self.find(project_id, Lookup("external_id", lookup.value)) or self.from_row(
-                self.sql.one(
+            return await self.find(project_id, Lookup("external_id", lookup.value)) or self.from_row(
+                await self.sql.one(
                     "SELECT * FROM end_users WHERE project_id = :p AND id = :v"
                     " AND merged_into IS NULL AND disabled_at IS NULL",
                     p=project_id,
@@ -237,40 +239,40 @@ class EndUserRepo(_Repo):
             )
         column = _LOOKUP_COLUMN[lookup.by]
         return self.from_row(
-            self.sql.one(
+            await self.sql.one(
                 f"SELECT * FROM end_users WHERE project_id = :p AND {column} = :v",  # noqa: S608
                 p=project_id,
                 v=lookup.value,
             )
         )
 
-    def get(self, project_id: str, user_id: str) -> EndUser | None:
-        return self.find(project_id, Lookup("external_id_or_id", user_id))
+    async def get(self, project_id: str, user_id: str) -> EndUser | None:
+        return await self.find(project_id, Lookup("external_id_or_id", user_id))
 
-    def by_id(self, user_id: str) -> EndUser | None:
-        return self.from_row(self.sql.one("SELECT * FROM end_users WHERE id = :id", id=user_id))
+    async def by_id(self, user_id: str) -> EndUser | None:
+        return self.from_row(await self.sql.one("SELECT * FROM end_users WHERE id = :id", id=user_id))
 
-    def seen(self, user_id: str, now: datetime, changes: Mapping[str, Any]) -> None:
+    async def seen(self, user_id: str, now: datetime, changes: Mapping[str, Any]) -> None:
         assignments = "".join(f", {column} = :{column}" for column in changes)
-        self.sql.run(
+        await self.sql.run(
             f"UPDATE end_users SET last_seen_at = :now{assignments} WHERE id = :id",  # noqa: S608
             now=now,
             id=user_id,
             **changes,
         )
 
-    def disable(self, user_id: str, now: datetime) -> None:
+    async def disable(self, user_id: str, now: datetime) -> None:
         """The account gives up its email and password for good: nothing can sign in to it any more."""
-        self.sql.run(
+        await self.sql.run(
             "UPDATE end_users SET email = NULL, password_hash = NULL, disabled_at = :now WHERE id = :id",
             now=now,
             id=user_id,
         )
 
-    def mark_merged(self, user_id: str, into_id: str) -> None:
-        self.sql.run("UPDATE end_users SET merged_into = :into WHERE id = :id", into=into_id, id=user_id)
+    async def mark_merged(self, user_id: str, into_id: str) -> None:
+        await self.sql.run("UPDATE end_users SET merged_into = :into WHERE id = :id", into=into_id, id=user_id)
 
-    def page(
+    async def page(
         self,
         project_id: str,
         *,
@@ -296,7 +298,7 @@ class EndUserRepo(_Repo):
         if after:
             where.append("id > :after")
             params["after"] = after
-        rows = self.sql.all(
+        rows = await self.sql.all(
             f"SELECT * FROM end_users WHERE {' AND '.join(where)} ORDER BY id LIMIT :limit",  # noqa: S608
             **params,
         )
@@ -323,8 +325,8 @@ class EndUserRepo(_Repo):
 
 
 class SessionRepo(_Repo):
-    def add(self, s: Session) -> None:
-        self.sql.run(
+    async def add(self, s: Session) -> None:
+        await self.sql.run(
             "INSERT INTO sessions (id, kind, project_id, subject_id, created_at, expires_at)"
             " VALUES (:id, :kind, :project_id, :subject_id, :created_at, :expires_at)",
             id=s.id,
@@ -335,12 +337,12 @@ class SessionRepo(_Repo):
             expires_at=s.expires_at,
         )
 
-    def get(self, session_id: str) -> Session | None:
-        return self._session(self.sql.one("SELECT * FROM sessions WHERE id = :id", id=session_id))
+    async def get(self, session_id: str) -> Session | None:
+        return self._session(await self.sql.one("SELECT * FROM sessions WHERE id = :id", id=session_id))
 
-    def get_with_end_user(self, session_id: str) -> tuple[Session | None, EndUser | None]:
+    async def get_with_end_user(self, session_id: str) -> tuple[Session | None, EndUser | None]:
         """A session and its end user in one statement (the auth/me hot path)."""
-        r = self.sql.one(
+        r = await self.sql.one(
             "SELECT s.id AS session_id, s.kind, s.project_id AS session_project_id, s.subject_id,"
             " s.created_at AS session_created_at, s.expires_at, s.revoked_at, u.*"
             " FROM sessions s LEFT JOIN end_users u ON u.id = s.subject_id WHERE s.id = :id",
@@ -375,17 +377,17 @@ class SessionRepo(_Repo):
             when(r["revoked_at"]),
         )
 
-    def revoke(self, session_id: str, now: datetime) -> None:
-        self.sql.run(
+    async def revoke(self, session_id: str, now: datetime) -> None:
+        await self.sql.run(
             "UPDATE sessions SET revoked_at = :now WHERE id = :id AND revoked_at IS NULL", now=now, id=session_id
         )
 
-    def forget_expired(self, now: datetime) -> int:
+    async def forget_expired(self, now: datetime) -> int:
         """Delete sessions past their expiry: their tokens are refused by ``exp`` anyway."""
-        return self.sql.run("DELETE FROM sessions WHERE expires_at < :now", now=now)
+        return await self.sql.run("DELETE FROM sessions WHERE expires_at < :now", now=now)
 
-    def revoke_subject(self, subject_id: str, now: datetime) -> int:
-        return self.sql.run(
+    async def revoke_subject(self, subject_id: str, now: datetime) -> int:
+        return await self.sql.run(
             "UPDATE sessions SET revoked_at = :now WHERE subject_id = :id AND revoked_at IS NULL",
             now=now,
             id=subject_id,
@@ -393,8 +395,8 @@ class SessionRepo(_Repo):
 
 
 class ApiKeyRepo(_Repo):
-    def add(self, k: ApiKey) -> None:
-        self.sql.run(
+    async def add(self, k: ApiKey) -> None:
+        await self.sql.run(
             "INSERT INTO api_keys (id, project_id, name, roles, prefix, key_hash, created_at, expires_at)"
             " VALUES (:id, :project_id, :name, :roles, :prefix, :key_hash, :created_at, :expires_at)",
             id=k.id,
@@ -407,15 +409,15 @@ class ApiKeyRepo(_Repo):
             expires_at=k.expires_at,
         )
 
-    def by_prefix(self, prefix: str) -> ApiKey | None:
-        return self._key(self.sql.one("SELECT * FROM api_keys WHERE prefix = :prefix", prefix=prefix))
+    async def by_prefix(self, prefix: str) -> ApiKey | None:
+        return self._key(await self.sql.one("SELECT * FROM api_keys WHERE prefix = :prefix", prefix=prefix))
 
-    def for_project(self, project_id: str) -> list[ApiKey]:
-        rows = self.sql.all("SELECT * FROM api_keys WHERE project_id = :p ORDER BY id", p=project_id)
+    async def for_project(self, project_id: str) -> list[ApiKey]:
+        rows = await self.sql.all("SELECT * FROM api_keys WHERE project_id = :p ORDER BY id", p=project_id)
         return [self._key(r) for r in rows]  # type: ignore[misc]
 
-    def revoke(self, project_id: str, key_id: str, now: datetime) -> bool:
-        changed = self.sql.run(
+    async def revoke(self, project_id: str, key_id: str, now: datetime) -> bool:
+        changed = await self.sql.run(
             "UPDATE api_keys SET revoked_at = :now WHERE project_id = :p AND id = :id AND revoked_at IS NULL",
             now=now,
             p=project_id,
@@ -423,8 +425,8 @@ class ApiKeyRepo(_Repo):
         )
         return changed == 1
 
-    def used(self, key_id: str, now: datetime) -> None:
-        self.sql.run("UPDATE api_keys SET last_used_at = :now WHERE id = :id", now=now, id=key_id)
+    async def used(self, key_id: str, now: datetime) -> None:
+        await self.sql.run("UPDATE api_keys SET last_used_at = :now WHERE id = :id", now=now, id=key_id)
 
     def _key(self, r: dict[str, Any] | None) -> ApiKey | None:
         if r is None:
@@ -445,19 +447,19 @@ class ApiKeyRepo(_Repo):
 
 
 class TokenIdRepo(_Repo):
-    def consume(self, project_id: str, jti: str, expires_at: datetime | None) -> bool:
+    async def consume(self, project_id: str, jti: str, expires_at: datetime | None) -> bool:
         """Mark ``jti`` used; False when it already was."""
-        return self._insert_if_absent(
+        return await self._insert_if_absent(
             "used_token_ids", "jti", {"project_id": project_id, "jti": jti, "expires_at": expires_at}
         )
 
-    def forget_expired(self, now: datetime) -> int:
-        return self.sql.run("DELETE FROM used_token_ids WHERE expires_at < :now", now=now)
+    async def forget_expired(self, now: datetime) -> int:
+        return await self.sql.run("DELETE FROM used_token_ids WHERE expires_at < :now", now=now)
 
 
 class AuditRepo(_Repo):
-    def add(self, e: AuditEvent) -> None:
-        self.sql.run(
+    async def add(self, e: AuditEvent) -> None:
+        await self.sql.run(
             "INSERT INTO audit_events (id, at, action, project_id, actor_type, actor_id, subject_id, ip, reason,"
             " details) VALUES (:id, :at, :action, :project_id, :actor_type, :actor_id, :subject_id, :ip, :reason,"
             " :details)",
@@ -473,7 +475,7 @@ class AuditRepo(_Repo):
             details=e.details,
         )
 
-    def page(self, project_id: str, *, action: str | None, limit: int, before: str | None) -> list[AuditEvent]:
+    async def page(self, project_id: str, *, action: str | None, limit: int, before: str | None) -> list[AuditEvent]:
         where = ["project_id = :p"]
         params: dict[str, Any] = {"p": project_id, "limit": limit}
         if action:
@@ -482,7 +484,7 @@ class AuditRepo(_Repo):
         if before:
             where.append("id < :before")
             params["before"] = before
-        rows = self.sql.all(
+        rows = await self.sql.all(
             f"SELECT * FROM audit_events WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT :limit",  # noqa: S608
             **params,
         )
@@ -505,7 +507,7 @@ class AuditRepo(_Repo):
 
 
 class Store:
-    """The repositories of one transaction."""
+    """The repositories of one transaction: what ``chatgate.services.ports.Transaction`` asks for."""
 
     def __init__(self, sql: Sql) -> None:
         self.sql = sql

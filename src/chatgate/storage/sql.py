@@ -1,16 +1,18 @@
-"""Plain SQL on a DBAPI connection, the same text for SQLite and PostgreSQL.
+"""Plain SQL on one connection, the same text for SQLite and PostgreSQL.
 
-The schema is SQLAlchemy's (tables.py, Alembic), but statements on the hot
-paths run here: SQLAlchemy Core costs ~100 µs per statement in Python, the
-driver alone ~5 µs on SQLite. Queries are written with ``:name`` parameters
-and translated once for psycopg; values are converted at this edge only
-(SQLite keeps datetimes as text and JSON as text).
+The schema is SQLAlchemy's (tables.py, Alembic); statements run here, on the
+driver: SQLAlchemy Core costs ~100 µs per statement in Python. Queries are
+written with ``:name`` parameters, translated once per text for asyncpg
+(``$1``); values are converted at this edge only (SQLite keeps datetimes and
+JSON as text; asyncpg gets JSON through the codec the pool installs).
 """
 
 from __future__ import annotations
 
 import json
 import re
+import sqlite3
+from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -19,69 +21,24 @@ from typing import Any
 _PARAM = re.compile(r"(?<!:):([a-z_][a-z0-9_]*)")
 
 
-@lru_cache(maxsize=512)
-def _pyformat(sql: str) -> str:
-    return _PARAM.sub(r"%(\1)s", sql.replace("%", "%%"))
+class Sql(ABC):
+    """One connection inside one transaction (or autocommit, for reads)."""
 
+    @abstractmethod
+    async def one(self, sql: str, **params: Any) -> dict[str, Any] | None: ...
 
-class Sql:
-    """One DBAPI connection inside one transaction."""
+    @abstractmethod
+    async def all(self, sql: str, **params: Any) -> list[dict[str, Any]]: ...
 
-    def __init__(self, dbapi_connection: Any, dialect: str) -> None:
-        self.raw = dbapi_connection
-        self.postgres = dialect == "postgresql"
+    @abstractmethod
+    async def scalar(self, sql: str, **params: Any) -> Any: ...
 
-    def _execute(self, sql: str, params: Mapping[str, Any]) -> Any:
-        cursor = self.raw.cursor()
-        if self.postgres:
-            cursor.execute(_pyformat(sql), {k: self._pg(v) for k, v in params.items()})
-        else:
-            cursor.execute(sql, {k: self._lite(v) for k, v in params.items()})
-        return cursor
-
-    def one(self, sql: str, **params: Any) -> dict[str, Any] | None:
-        cursor = self._execute(sql, params)
-        row = cursor.fetchone()
-        if row is None:
-            return None
-        return dict(zip([d[0] for d in cursor.description], row, strict=True))
-
-    def all(self, sql: str, **params: Any) -> list[dict[str, Any]]:
-        cursor = self._execute(sql, params)
-        names = [d[0] for d in cursor.description]
-        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
-
-    def scalar(self, sql: str, **params: Any) -> Any:
-        row = self._execute(sql, params).fetchone()
-        return None if row is None else row[0]
-
-    def run(self, sql: str, **params: Any) -> int:
+    @abstractmethod
+    async def run(self, sql: str, **params: Any) -> int:
         """Execute; the number of rows changed."""
-        return int(self._execute(sql, params).rowcount)
-
-    # -- values ------------------------------------------------------------
 
     @staticmethod
-    def _lite(value: Any) -> Any:
-        if isinstance(value, datetime):
-            if value.tzinfo is not UTC:
-                value = value.astimezone(UTC)
-            # "YYYY-MM-DD HH:MM:SS.ffffff", as SQLAlchemy's DateTime writes it on
-            # SQLite; isoformat (C) with "+00:00" cut off is faster than strftime.
-            return value.isoformat(" ", "microseconds")[:26]
-        if isinstance(value, dict | list):
-            return json.dumps(value)
-        return value
-
-    @staticmethod
-    def _pg(value: Any) -> Any:
-        if isinstance(value, dict | list):
-            from psycopg.types.json import Json
-
-            return Json(value)
-        return value
-
-    def when(self, value: Any) -> datetime | None:
+    def when(value: Any) -> datetime | None:
         """A stored time as an aware UTC datetime."""
         if value is None:
             return None
@@ -94,3 +51,88 @@ class Sql:
     def document(value: Any) -> Any:
         """A stored JSON value as Python data."""
         return json.loads(value) if isinstance(value, str | bytes) else value
+
+
+class SqliteSql(Sql):
+    """sqlite3 answers in microseconds from its page cache: the coroutines never suspend."""
+
+    def __init__(self, connection: sqlite3.Connection) -> None:
+        self.connection = connection
+
+    def _execute(self, sql: str, params: Mapping[str, Any]) -> sqlite3.Cursor:
+        return self.connection.execute(sql, {k: _lite(v) for k, v in params.items()})
+
+    async def one(self, sql: str, **params: Any) -> dict[str, Any] | None:
+        cursor = self._execute(sql, params)
+        row = cursor.fetchone()
+        if row is None:
+            return None
+        return dict(zip([d[0] for d in cursor.description], row, strict=True))
+
+    async def all(self, sql: str, **params: Any) -> list[dict[str, Any]]:
+        cursor = self._execute(sql, params)
+        names = [d[0] for d in cursor.description]
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+    async def scalar(self, sql: str, **params: Any) -> Any:
+        row = self._execute(sql, params).fetchone()
+        return None if row is None else row[0]
+
+    async def run(self, sql: str, **params: Any) -> int:
+        return int(self._execute(sql, params).rowcount)
+
+
+def _lite(value: Any) -> Any:
+    if isinstance(value, datetime):
+        if value.tzinfo is not UTC:
+            value = value.astimezone(UTC)
+        # "YYYY-MM-DD HH:MM:SS.ffffff", as SQLAlchemy's DateTime writes it on
+        # SQLite; isoformat (C) with "+00:00" cut off is faster than strftime.
+        return value.isoformat(" ", "microseconds")[:26]
+    if isinstance(value, dict | list):
+        return json.dumps(value)
+    return value
+
+
+@lru_cache(maxsize=512)
+def numbered(sql: str) -> tuple[str, tuple[str, ...]]:
+    """``:name`` parameters as asyncpg's ``$1 … $n``, and the names in that order."""
+    names: list[str] = []
+
+    def number(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in names:
+            names.append(name)
+        return f"${names.index(name) + 1}"
+
+    return _PARAM.sub(number, sql), tuple(names)
+
+
+class PostgresSql(Sql):
+    """An asyncpg connection: each statement is one round trip, prepared once per connection."""
+
+    def __init__(self, connection: Any) -> None:
+        self.connection = connection
+
+    def _args(self, sql: str, params: Mapping[str, Any]) -> tuple[str, list[Any]]:
+        text, names = numbered(sql)
+        return text, [params[name] for name in names]
+
+    async def one(self, sql: str, **params: Any) -> dict[str, Any] | None:
+        text, args = self._args(sql, params)
+        row = await self.connection.fetchrow(text, *args)
+        return None if row is None else dict(row)
+
+    async def all(self, sql: str, **params: Any) -> list[dict[str, Any]]:
+        text, args = self._args(sql, params)
+        return [dict(row) for row in await self.connection.fetch(text, *args)]
+
+    async def scalar(self, sql: str, **params: Any) -> Any:
+        text, args = self._args(sql, params)
+        return await self.connection.fetchval(text, *args)
+
+    async def run(self, sql: str, **params: Any) -> int:
+        text, args = self._args(sql, params)
+        status: str = await self.connection.execute(text, *args)  # "UPDATE 3", "INSERT 0 1", "DELETE 0"
+        count = status.rsplit(" ", 1)[-1]
+        return int(count) if count.isdigit() else 0

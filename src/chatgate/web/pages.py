@@ -18,7 +18,6 @@ from starlette.staticfiles import StaticFiles
 from chatgate.domain.ids import looks_like_id
 from chatgate.domain.models import Project
 from chatgate.http.headers import page_csp
-from chatgate.http.requests import call_read
 from chatgate.services.bundle import Services
 
 STATIC = resources.files("chatgate.web") / "static"
@@ -47,19 +46,19 @@ def routes(services: Services) -> list[BaseRoute]:
     notice = _template("notice.html")
     widget = (STATIC / "widget.js").read_bytes()
 
-    def find_project(project_id: str | None) -> Project | None:
-        with services.ctx.db.read() as store:
+    async def find_project(project_id: str | None) -> Project | None:
+        async with services.ctx.storage.read() as tx:
             if project_id is None:
                 configured = services.ctx.settings.default_project
-                return store.projects.get(configured) if configured else store.projects.oldest()
-            return store.projects.get(project_id) if looks_like_id(project_id) else None
+                return await tx.projects.get(configured) if configured else await tx.projects.oldest()
+            return await tx.projects.get(project_id) if looks_like_id(project_id) else None
 
     def notice_page(status: int, code: str, title: str, text: str) -> HTMLResponse:
         body = notice.substitute(code=html.escape(code), title=html.escape(title), text=html.escape(text))
         return HTMLResponse(body, status_code=status, headers=page_headers(None))
 
     async def render(request: Request, project_id: str | None) -> Response:
-        project = await call_read(services, find_project, project_id)
+        project = await find_project(project_id)
         if project is None:
             if project_id is None:
                 return notice_page(

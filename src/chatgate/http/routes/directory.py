@@ -8,8 +8,8 @@ from starlette.responses import Response
 from chatgate.domain.models import CreatedVia
 from chatgate.errors import ValidationFailed
 from chatgate.http import presenters
-from chatgate.http.requests import json, query_int
-from chatgate.http.routing import Endpoint, with_session
+from chatgate.http.requests import json, query_int, session_caller
+from chatgate.http.routing import Endpoint
 from chatgate.http.schemas import AuditListOut, EndUserOut, UserListOut
 from chatgate.services.bundle import Services
 
@@ -30,18 +30,14 @@ def endpoints(services: Services) -> list[Endpoint]:
             known = ", ".join(v.value for v in CreatedVia)
             raise ValidationFailed({"created_via": f"must be one of {known}"}) from exc
         limit = _limit(request)
-        page = await with_session(
-            services,
-            request,
-            lambda c: directory.list_users(
-                pid,
-                c,
-                created_via=created_via,
-                query=request.query_params.get("q") or None,
-                limit=limit,
-                cursor=request.query_params.get("cursor"),
-            ),
-            reads_only=True,
+        caller = await session_caller(services, request)
+        page = await directory.list_users(
+            pid,
+            caller,
+            created_via=created_via,
+            query=request.query_params.get("q") or None,
+            limit=limit,
+            cursor=request.query_params.get("cursor"),
         )
         return json(
             {
@@ -53,23 +49,20 @@ def endpoints(services: Services) -> list[Endpoint]:
 
     async def get_user(request: Request) -> Response:
         pid, ref = request.path_params["pid"], request.path_params["user_ref"]
-        user = await with_session(services, request, lambda c: directory.get_user(pid, ref, c), reads_only=True)
+        caller = await session_caller(services, request)
+        user = await directory.get_user(pid, ref, caller)
         return json(presenters.end_user(user))
 
     async def audit_log(request: Request) -> Response:
         pid = request.path_params["pid"]
         limit = _limit(request, 100)
-        page = await with_session(
-            services,
-            request,
-            lambda c: directory.audit_log(
-                pid,
-                c,
-                action=request.query_params.get("action"),
-                limit=limit,
-                cursor=request.query_params.get("cursor"),
-            ),
-            reads_only=True,
+        caller = await session_caller(services, request)
+        page = await directory.audit_log(
+            pid,
+            caller,
+            action=request.query_params.get("action"),
+            limit=limit,
+            cursor=request.query_params.get("cursor"),
         )
         return json({"events": [presenters.audit_event(e) for e in page.events], "next_cursor": page.next_cursor})
 

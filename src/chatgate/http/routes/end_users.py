@@ -10,13 +10,13 @@ from chatgate.errors import TokenRejected, ValidationFailed
 from chatgate.http import presenters
 from chatgate.http.requests import (
     authorization_token,
-    call_read,
     caller_of,
     json,
     parse_body,
     require_token,
+    session_caller,
 )
-from chatgate.http.routing import Endpoint, with_session
+from chatgate.http.routing import Endpoint
 from chatgate.http.schemas import (
     AnonymousSignIn,
     CustomerLogin,
@@ -117,12 +117,12 @@ def endpoints(services: Services) -> list[Endpoint]:
         pid = request.path_params["pid"]
         # Kustomer's isLoggedIn({email} | {externalId}): is this session exactly that user?
         email, external_id = _identifier_query(request)
-        user = await call_read(services, auth.me, require_token(request), pid)
+        user = await auth.me(require_token(request), pid)
         matches = (email is None or email == user.email) and (external_id is None or external_id == user.external_id)
         return json({"loggedIn": matches, "user": presenters.end_user(user) if matches else None})
 
     async def logout(request: Request) -> Response:
-        await with_session(services, request, services.sessions.logout)
+        await services.sessions.logout(await session_caller(services, request))
         return json({"success": True})
 
     login_errors = (400, 401, 403, 404, 409, 413, 422)

@@ -7,8 +7,8 @@ from starlette.responses import Response
 
 from chatgate.errors import InvalidApiKey
 from chatgate.http import presenters
-from chatgate.http.requests import authorization_token, call, caller_of, json, parse_body
-from chatgate.http.routing import Endpoint, with_session
+from chatgate.http.requests import authorization_token, caller_of, json, parse_body, session_caller
+from chatgate.http.routing import Endpoint
 from chatgate.http.schemas import ApiKeyCreate, ApiKeyOut, CustomerSettingsOut, SecretOut
 from chatgate.services.bundle import Services
 
@@ -18,34 +18,34 @@ def endpoints(services: Services) -> list[Endpoint]:
 
     async def generate_secret(request: Request) -> Response:
         pid = request.path_params["pid"]
-        secret = await with_session(services, request, lambda c: keys.generate_signing_secret(pid, c))
+        caller = await session_caller(services, request)
+        secret = await keys.generate_signing_secret(pid, caller)
         return json({"jwtSecret": secret})
 
     async def create_api_key(request: Request) -> Response:
         pid = request.path_params["pid"]
         body = await parse_body(request, ApiKeyCreate)
-        created = await with_session(
-            services,
-            request,
-            lambda c: keys.create_api_key(pid, body.name, list(body.roles), body.expires_in_days, c),
-        )
+        caller = await session_caller(services, request)
+        created = await keys.create_api_key(pid, body.name, list(body.roles), body.expires_in_days, caller)
         return json(presenters.api_key(created.api_key, created.key), 201)
 
     async def list_api_keys(request: Request) -> Response:
         pid = request.path_params["pid"]
-        found = await with_session(services, request, lambda c: keys.list_api_keys(pid, c), reads_only=True)
+        caller = await session_caller(services, request)
+        found = await keys.list_api_keys(pid, caller)
         return json({"apikeys": [presenters.api_key(k) for k in found]})
 
     async def revoke_api_key(request: Request) -> Response:
         pid, key_id = request.path_params["pid"], request.path_params["key_id"]
-        await with_session(services, request, lambda c: keys.revoke_api_key(pid, key_id, c))
+        caller = await session_caller(services, request)
+        await keys.revoke_api_key(pid, key_id, caller)
         return json({"success": True, "id": key_id, "revoked": True})
 
     async def customer_settings(request: Request) -> Response:
         presented = authorization_token(request, ("bearer",))
         if presented is None:
             raise InvalidApiKey("Send the API key as Authorization: Bearer <key>.")
-        secret = await call(services, keys.customer_settings_secret, presented, caller_of(request))
+        secret = await keys.customer_settings_secret(presented, caller_of(request))
         return json({"data": {"type": "customer_settings", "attributes": {"secret": secret}}})
 
     managed = (403, 404)

@@ -7,8 +7,8 @@ from starlette.responses import Response
 
 from chatgate.domain.models import Role
 from chatgate.http import presenters
-from chatgate.http.requests import json, parse_body
-from chatgate.http.routing import Endpoint, with_session
+from chatgate.http.requests import json, parse_body, session_caller
+from chatgate.http.routing import Endpoint
 from chatgate.http.schemas import MemberAdd, ProjectChange, ProjectCreate, ProjectOut
 from chatgate.services.bundle import Services
 
@@ -18,32 +18,32 @@ def endpoints(services: Services) -> list[Endpoint]:
 
     async def create_project(request: Request) -> Response:
         body = await parse_body(request, ProjectCreate)
-        project, role = await with_session(services, request, lambda c: projects.create(body.name, c))
+        caller = await session_caller(services, request)
+        project, role = await projects.create(body.name, caller)
         return json(presenters.project(project, role))
 
     async def list_projects(request: Request) -> Response:
-        mine = await with_session(services, request, projects.list_mine, reads_only=True)
+        mine = await projects.list_mine(await session_caller(services, request))
         return json([presenters.project(p, role) for p, role in mine])
 
     async def get_project(request: Request) -> Response:
         pid = request.path_params["pid"]
-        project, role = await with_session(services, request, lambda c: projects.get(pid, c), reads_only=True)
+        caller = await session_caller(services, request)
+        project, role = await projects.get(pid, caller)
         return json(presenters.project(project, role))
 
     async def change_project(request: Request) -> Response:
         pid = request.path_params["pid"]
         body = await parse_body(request, ProjectChange)
-        project, role = await with_session(
-            services, request, lambda c: projects.update(pid, c, name=body.name, settings=body.settings)
-        )
+        caller = await session_caller(services, request)
+        project, role = await projects.update(pid, caller, name=body.name, settings=body.settings)
         return json(presenters.project(project, role))
 
     async def add_member(request: Request) -> Response:
         pid = request.path_params["pid"]
         body = await parse_body(request, MemberAdd)
-        member = await with_session(
-            services, request, lambda c: projects.add_member(pid, body.email, Role(body.role), c)
-        )
+        caller = await session_caller(services, request)
+        member = await projects.add_member(pid, body.email, Role(body.role), caller)
         return json({"success": True, "staffId": member.staff_id, "role": member.role.value}, 201)
 
     errors = (400, 403, 404, 422)

@@ -6,7 +6,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from chatgate.http import presenters
-from chatgate.http.requests import blocking, caller_of, json, parse_body
+from chatgate.http.requests import caller_of, json, parse_body
 from chatgate.http.routing import Endpoint
 from chatgate.http.schemas import SignIn, StaffSignInOut, StaffSignUp, StaffSignUpOut
 from chatgate.services.bundle import Services
@@ -15,14 +15,14 @@ from chatgate.services.bundle import Services
 def endpoints(services: Services) -> list[Endpoint]:
     async def staff_signup(request: Request) -> Response:
         body = await parse_body(request, StaffSignUp)
-        account = await blocking(
-            services.staff.sign_up, body.email, body.password, body.firstname, body.lastname, caller_of(request)
+        account = await services.staff.sign_up(
+            body.email, body.password, body.firstname, body.lastname, caller_of(request)
         )
         return json({"success": True, "msg": "Successfully created new user.", "user": presenters.staff(account)})
 
     async def staff_signin(request: Request) -> Response:
         body = await parse_body(request, SignIn)
-        result = await blocking(services.staff.sign_in, body.email, body.password, caller_of(request))
+        result = await services.staff.sign_in(body.email, body.password, caller_of(request))
         return json(
             {
                 "success": True,

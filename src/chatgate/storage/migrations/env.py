@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from alembic import context
 
-from chatgate.storage.database import make_engine
+from chatgate.storage.engine import make_engine
 from chatgate.storage.tables import metadata
 
 config = context.config

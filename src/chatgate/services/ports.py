@@ -1,0 +1,152 @@
+"""What the services need from storage, declared beside them: one small async
+repository per aggregate, grouped in a transaction, opened by ``Storage``.
+
+Adapters (``chatgate.storage.sqlite``, ``chatgate.storage.postgres``)
+implement these; services import only this module. A use case names its one
+transaction boundary with ``async with storage.write() as tx:`` (or
+``read()``), and calls the repositories as plain ``await`` code inside it.
+
+Inside a ``write()`` block a service awaits its repositories and nothing else
+(no password hashing, no network): on SQLite the block is one savepoint of a
+group commit that other requests share.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from datetime import datetime
+from typing import Any, Protocol
+
+from chatgate.domain.identity import Lookup
+from chatgate.domain.models import (
+    ApiKey,
+    AuditEvent,
+    CreatedVia,
+    EndUser,
+    Membership,
+    NewEndUser,
+    Project,
+    Role,
+    Session,
+    StaffAccount,
+)
+
+
+class StaffRepository(Protocol):
+    async def add(self, account: StaffAccount) -> bool:
+        """Insert unless the email is taken; True when inserted."""
+
+    async def by_email(self, email: str) -> StaffAccount | None: ...
+
+
+class ProjectRepository(Protocol):
+    async def add(self, project: Project, owner_id: str, now: datetime) -> None: ...
+    async def get(self, project_id: str) -> Project | None: ...
+    async def oldest(self) -> Project | None: ...
+    async def for_staff(self, staff_id: str) -> list[tuple[Project, Role]]: ...
+    async def update(self, project_id: str, now: datetime, *, name: str | None, settings: dict[str, Any]) -> None: ...
+    async def set_secret(self, project_id: str, sealed: bytes, now: datetime) -> None: ...
+
+    async def add_member(self, project_id: str, staff_id: str, role: Role, now: datetime) -> bool:
+        """Insert unless already a member; True when inserted."""
+
+    async def membership(self, project_id: str, staff_id: str) -> Membership | None: ...
+    async def set_role(self, project_id: str, staff_id: str, role: Role) -> None: ...
+    async def owner_count(self, project_id: str) -> int: ...
+    async def replace_audiences(self, project_id: str, audiences: Sequence[str]) -> None: ...
+    async def for_audience(self, audience: str) -> list[str]: ...
+
+    async def take_seat(self, project_id: str, limit: int | None) -> bool:
+        """Count one more identified user unless that passes ``limit``; False when full."""
+
+    async def release_seat(self, project_id: str) -> None: ...
+    async def seats_used(self, project_id: str) -> int: ...
+
+
+class EndUserRepository(Protocol):
+    async def add_if_absent(self, user_id: str, project_id: str, new: NewEndUser, now: datetime) -> bool:
+        """Insert unless a unique key (externalId, email) is held; True when inserted."""
+
+    async def find(self, project_id: str, lookup: Lookup) -> EndUser | None: ...
+
+    async def get(self, project_id: str, user_ref: str) -> EndUser | None:
+        """By ``externalId``, else by ``_id``."""
+
+    async def by_id(self, user_id: str) -> EndUser | None: ...
+    async def seen(self, user_id: str, now: datetime, changes: Mapping[str, Any]) -> None: ...
+    async def disable(self, user_id: str, now: datetime) -> None: ...
+    async def mark_merged(self, user_id: str, into_id: str) -> None: ...
+
+    async def page(
+        self, project_id: str, *, created_via: CreatedVia | None, query: str | None, limit: int, after: str | None
+    ) -> list[EndUser]: ...
+
+
+class SessionRepository(Protocol):
+    async def add(self, session: Session) -> None: ...
+    async def get(self, session_id: str) -> Session | None: ...
+
+    async def get_with_end_user(self, session_id: str) -> tuple[Session | None, EndUser | None]:
+        """A session and its end user in one statement (the auth/me hot path)."""
+
+    async def revoke(self, session_id: str, now: datetime) -> None: ...
+    async def revoke_subject(self, subject_id: str, now: datetime) -> int: ...
+    async def forget_expired(self, now: datetime) -> int: ...
+
+
+class ApiKeyRepository(Protocol):
+    async def add(self, key: ApiKey) -> None: ...
+    async def by_prefix(self, prefix: str) -> ApiKey | None: ...
+    async def for_project(self, project_id: str) -> list[ApiKey]: ...
+    async def revoke(self, project_id: str, key_id: str, now: datetime) -> bool: ...
+    async def used(self, key_id: str, now: datetime) -> None: ...
+
+
+class TokenIdRepository(Protocol):
+    async def consume(self, project_id: str, jti: str, expires_at: datetime | None) -> bool:
+        """Mark ``jti`` used; False when it already was."""
+
+    async def forget_expired(self, now: datetime) -> int: ...
+
+
+class AuditRepository(Protocol):
+    async def add(self, event: AuditEvent) -> None: ...
+    async def page(
+        self, project_id: str, *, action: str | None, limit: int, before: str | None
+    ) -> list[AuditEvent]: ...
+
+
+class Transaction(Protocol):
+    """The repositories of one transaction."""
+
+    @property
+    def staff(self) -> StaffRepository: ...
+    @property
+    def projects(self) -> ProjectRepository: ...
+    @property
+    def end_users(self) -> EndUserRepository: ...
+    @property
+    def sessions(self) -> SessionRepository: ...
+    @property
+    def api_keys(self) -> ApiKeyRepository: ...
+    @property
+    def token_ids(self) -> TokenIdRepository: ...
+    @property
+    def audit(self) -> AuditRepository: ...
+
+
+class Storage(Protocol):
+    def read(self) -> AbstractAsyncContextManager[Transaction]:
+        """Reads only; on PostgreSQL each statement is one round trip, without BEGIN/COMMIT."""
+
+    def write(self) -> AbstractAsyncContextManager[Transaction]:
+        """One transaction: committed when the block ends without error (the answer waits for it), else rolled back."""
+
+    async def ping(self) -> None:
+        """Raise when the database cannot be reached."""
+
+    async def start(self) -> None:
+        """Open connections (inside the running event loop)."""
+
+    async def close(self) -> None: ...

@@ -1,0 +1,65 @@
+"""The PostgreSQL adapter: asyncpg on the event loop, a pool of kept connections.
+
+Nothing waits on the network with the loop blocked: every statement is
+awaited. Statements are prepared once per connection (asyncpg's cache); a
+read is one round trip per statement, with no BEGIN/COMMIT around it; a
+write is one transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import asyncpg
+import orjson
+from sqlalchemy.engine import make_url
+
+from chatgate.storage.repositories import Store
+from chatgate.storage.sql import PostgresSql
+
+
+def dsn_of(url: str) -> str:
+    """``postgresql+psycopg://user:pw@host:port/db?…`` as a libpq-style DSN asyncpg reads."""
+    parsed = make_url(url).set(drivername="postgresql")
+    return parsed.render_as_string(hide_password=False)
+
+
+async def _init_connection(connection: Any) -> None:
+    for json_type in ("json", "jsonb"):
+        await connection.set_type_codec(
+            json_type, schema="pg_catalog", encoder=lambda v: orjson.dumps(v).decode(), decoder=orjson.loads
+        )
+
+
+class PostgresStorage:
+    def __init__(self, url: str, pool_size: int) -> None:
+        self.dsn = dsn_of(url)
+        self.pool_size = pool_size
+        self._pool: Any = None
+
+    async def start(self) -> None:
+        if self._pool is None:
+            self._pool = await asyncpg.create_pool(
+                self.dsn, min_size=1, max_size=self.pool_size, init=_init_connection, max_inactive_connection_lifetime=0
+            )
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[Store]:
+        async with self._pool.acquire() as connection:
+            yield Store(PostgresSql(connection))
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[Store]:
+        async with self._pool.acquire() as connection, connection.transaction():
+            yield Store(PostgresSql(connection))
+
+    async def ping(self) -> None:
+        async with self.read() as tx:
+            await tx.sql.scalar("SELECT 1")
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
