@@ -30,7 +30,7 @@ class Settings:
     max_body_bytes: int = 64 * 1024
     rate_rules: Mapping[str, RateRule] = field(default_factory=dict)
     trusted_proxies: tuple[str, ...] = ()
-    db_pool_size: int = 16
+    db_pool_size: int = 8
     password_hash_concurrency: int = 2
     header_timeout_seconds: int = 10
     keepalive_timeout_seconds: int = 5
@@ -61,7 +61,7 @@ class Settings:
             max_body_bytes=_int(env, "CHATGATE_MAX_BODY_BYTES", 64 * 1024),
             rate_rules=parse_rate_rules(DEFAULT_RATE_RULES + "," + env.get("CHATGATE_RATE_LIMITS", "")),
             trusted_proxies=tuple(p.strip() for p in env.get("CHATGATE_TRUSTED_PROXIES", "").split(",") if p.strip()),
-            db_pool_size=_int(env, "CHATGATE_DB_POOL_SIZE", 16),
+            db_pool_size=_int(env, "CHATGATE_DB_POOL_SIZE", 8),
             password_hash_concurrency=_int(env, "CHATGATE_PASSWORD_HASH_CONCURRENCY", os.cpu_count() or 2),
             header_timeout_seconds=_int(env, "CHATGATE_HEADER_TIMEOUT_SECONDS", 10),
             keepalive_timeout_seconds=_int(env, "CHATGATE_KEEPALIVE_TIMEOUT_SECONDS", 5),

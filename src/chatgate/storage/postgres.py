@@ -1,15 +1,23 @@
 """The PostgreSQL adapter: asyncpg on the event loop, a pool of kept connections.
 
 Nothing waits on the network with the loop blocked: every statement is
-awaited. Statements are prepared once per connection (asyncpg's cache); a
-read is one round trip per statement, with no BEGIN/COMMIT around it; a
-write is one transaction.
+awaited. Statements are prepared once per connection (asyncpg's cache).
+
+Round trips are what a login costs here, so a write transaction is opened
+lazily. Under READ COMMITTED every statement sees the latest commits whether
+or not a transaction is open, so reads before the first write run without
+BEGIN; INSERTs nobody reads the outcome of (sessions, audit rows) wait, and
+are sent together, as one statement, when a later statement needs them or at
+commit. A returning user's login is then three round trips (project, user,
+session and audit rows in one atomic statement) instead of six, and a connection
+goes back to the pool without the reset round trip asyncpg makes by default.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import lru_cache
 from typing import Any
 
 import asyncpg
@@ -17,13 +25,23 @@ import orjson
 from sqlalchemy.engine import make_url
 
 from chatgate.storage.repositories import Store
-from chatgate.storage.sql import PostgresSql
+from chatgate.storage.sql import PostgresSql, numbered
 
 
 def dsn_of(url: str) -> str:
     """``postgresql+psycopg://user:pw@host:port/db?…`` as a libpq-style DSN asyncpg reads."""
     parsed = make_url(url).set(drivername="postgresql")
     return parsed.render_as_string(hide_password=False)
+
+
+async def _reset_connection(connection: Any) -> None:
+    """Before a connection goes back to the pool: only an unfinished transaction needs undoing.
+
+    asyncpg's default reset (unlock advisory locks, close cursors, UNLISTEN,
+    RESET ALL) is a round trip on every release, for state Chatgate never sets.
+    """
+    if connection.is_in_transaction():
+        await connection.execute("ROLLBACK")
 
 
 async def _init_connection(connection: Any) -> None:
@@ -42,7 +60,12 @@ class PostgresStorage:
     async def start(self) -> None:
         if self._pool is None:
             self._pool = await asyncpg.create_pool(
-                self.dsn, min_size=1, max_size=self.pool_size, init=_init_connection, max_inactive_connection_lifetime=0
+                self.dsn,
+                min_size=1,
+                max_size=self.pool_size,
+                init=_init_connection,
+                reset=_reset_connection,
+                max_inactive_connection_lifetime=0,
             )
 
     @asynccontextmanager
@@ -52,8 +75,14 @@ class PostgresStorage:
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[Store]:
-        async with self._pool.acquire() as connection, connection.transaction():
-            yield Store(PostgresSql(connection))
+        async with self._pool.acquire() as connection:
+            transaction = LazyTransaction(connection)
+            try:
+                yield Store(transaction)
+            except BaseException:
+                await transaction.roll_back()
+                raise
+            await transaction.commit()
 
     async def ping(self) -> None:
         async with self.read() as tx:
@@ -63,3 +92,83 @@ class PostgresStorage:
         if self._pool is not None:
             await self._pool.close()
             self._pool = None
+
+
+class LazyTransaction(PostgresSql):
+    """A write transaction that sends BEGIN only before its first write, and batches late INSERTs."""
+
+    def __init__(self, connection: Any) -> None:
+        super().__init__(connection)
+        self._begun = False
+        self._later: list[tuple[str, dict[str, Any]]] = []
+
+    async def insert_later(self, sql: str, **params: Any) -> None:
+        self._later.append((sql, params))
+
+    async def _before(self, sql: str) -> None:
+        """Make what this statement may see or change consistent: inserts sent, transaction open for writes."""
+        if self._later or not _is_read(sql):
+            await self._begin()
+            await self._flush()
+
+    async def one(self, sql: str, **params: Any) -> dict[str, Any] | None:
+        await self._before(sql)
+        return await super().one(sql, **params)
+
+    async def all(self, sql: str, **params: Any) -> list[dict[str, Any]]:
+        await self._before(sql)
+        return await super().all(sql, **params)
+
+    async def scalar(self, sql: str, **params: Any) -> Any:
+        await self._before(sql)
+        return await super().scalar(sql, **params)
+
+    async def run(self, sql: str, **params: Any) -> int:
+        await self._before(sql)
+        return await super().run(sql, **params)
+
+    async def commit(self) -> None:
+        if not self._begun:
+            await self._flush()  # one statement: atomic without BEGIN/COMMIT
+            return
+        await self._flush()
+        await self.connection.execute("COMMIT")
+
+    async def roll_back(self) -> None:
+        self._later.clear()
+        if self._begun:
+            await self.connection.execute("ROLLBACK")
+
+    async def _begin(self) -> None:
+        if not self._begun:
+            await self.connection.execute("BEGIN")
+            self._begun = True
+
+    async def _flush(self) -> None:
+        if not self._later:
+            return
+        statements, self._later = self._later, []
+        text, names = _combined(tuple(sql for sql, _ in statements))
+        values = {f"p{i}_{name}": value for i, (_, params) in enumerate(statements) for name, value in params.items()}
+        await self.connection.execute(text, *(values[name] for name in names))
+
+
+def _is_read(sql: str) -> bool:
+    return sql.lstrip()[:6].upper() == "SELECT"
+
+
+@lru_cache(maxsize=128)
+def _combined(statements: tuple[str, ...]) -> tuple[str, tuple[str, ...]]:
+    """Several INSERTs as one statement (data-modifying CTEs), with each one's parameters renamed apart."""
+    renamed = [_prefixed(sql, f"p{i}_") for i, sql in enumerate(statements)]
+    if len(renamed) == 1:
+        return numbered(renamed[0])
+    parts = ", ".join(f"w{i} AS ({sql})" for i, sql in enumerate(renamed))
+    return numbered(f"WITH {parts} SELECT 1")
+
+
+def _prefixed(sql: str, prefix: str) -> str:
+    text, names = numbered(sql)
+    for position in range(len(names), 0, -1):  # $10 before $1
+        text = text.replace(f"${position}", f":{prefix}{names[position - 1]}")
+    return text

@@ -326,7 +326,7 @@ class EndUserRepo(_Repo):
 
 class SessionRepo(_Repo):
     async def add(self, s: Session) -> None:
-        await self.sql.run(
+        await self.sql.insert_later(
             "INSERT INTO sessions (id, kind, project_id, subject_id, created_at, expires_at)"
             " VALUES (:id, :kind, :project_id, :subject_id, :created_at, :expires_at)",
             id=s.id,
@@ -459,7 +459,7 @@ class TokenIdRepo(_Repo):
 
 class AuditRepo(_Repo):
     async def add(self, e: AuditEvent) -> None:
-        await self.sql.run(
+        await self.sql.insert_later(
             "INSERT INTO audit_events (id, at, action, project_id, actor_type, actor_id, subject_id, ip, reason,"
             " details) VALUES (:id, :at, :action, :project_id, :actor_type, :actor_id, :subject_id, :ip, :reason,"
             " :details)",

@@ -37,6 +37,14 @@ class Sql(ABC):
     async def run(self, sql: str, **params: Any) -> int:
         """Execute; the number of rows changed."""
 
+    async def insert_later(self, sql: str, **params: Any) -> None:
+        """An INSERT whose outcome nobody reads: it may wait until the transaction commits.
+
+        Later statements of the transaction still see it; a refusal still
+        rolls it back. Only PostgreSQL makes use of the delay (postgres.py).
+        """
+        await self.run(sql, **params)
+
     @staticmethod
     def when(value: Any) -> datetime | None:
         """A stored time as an aware UTC datetime."""
