@@ -41,7 +41,7 @@ def test_seat_limit_race_creates_exactly_n_users(api: httpx.Client, server: Serv
     assert statuses == {200: limit, 403: attempts - limit}, statuses
     assert all(r.json()["error"]["code"] == "seat_limit_reached" for r in responses if r.status_code == 403)
     assert db.count("end_users", "project_id = :p", p=project.id) == limit
-    assert db.rows("SELECT used FROM seat_counters WHERE project_id = :p", p=project.id)[0][0] == limit
+    assert db.rows("SELECT SUM(used) FROM seat_counters WHERE project_id = :p", p=project.id)[0][0] == limit
     # At the limit, existing users still sign in and visitors still get in.
     winner = next(r for r in responses if r.status_code == 200).json()["user"]["externalId"]
     again = api.post(path, json={"externalAuthCode": hs256(project.secret, {"user": {"id": winner}})})
@@ -66,7 +66,7 @@ def test_simultaneous_first_logins_of_one_user_create_one_user(server: Server, p
     assert len({r.json()["user"]["_id"] for r in responses[1::2]}) == 1
     assert sum(r.json().get("created", False) for r in responses[0::2]) == 1
     assert db.count("end_users", "project_id = :p", p=project.id) == 2
-    assert db.rows("SELECT used FROM seat_counters WHERE project_id = :p", p=project.id)[0][0] == 2
+    assert db.rows("SELECT SUM(used) FROM seat_counters WHERE project_id = :p", p=project.id)[0][0] == 2
 
 
 def test_the_same_jti_raced_is_used_once(server: Server, project: Project, db: Db) -> None:
@@ -93,3 +93,20 @@ def test_racing_email_sign_ups_leave_one_owner(server: Server, project: Project,
         for i in (winner, (winner + 1) % 12):
             r = api.post(signin, json={"email": "contested@example.com", "password": f"password number {i} !"})
             assert r.status_code == (200 if i == winner else 401)
+
+
+def test_a_limit_set_after_unlimited_first_logins_counts_them_all(
+    api: httpx.Client, server: Server, project: Project, db: Db
+) -> None:
+    """Without a limit, seats are counted on several rows; a limit set later still counts every one of them."""
+    path = f"/v1/projects/{project.id}/auth/external-code"
+    early = [(path, {"externalAuthCode": hs256(project.secret, {"user": {"id": f"early-{i}"}})}) for i in range(12)]
+    assert {r.status_code for r in burst(server, early)} == {200}
+    assert db.rows("SELECT COUNT(*) FROM seat_counters WHERE project_id = :p AND used > 0", p=project.id)[0][0] > 1
+    api.patch(f"/v1/projects/{project.id}", json={"settings": {"seat_limit": 15}}, headers=project.owner.auth)
+    late = [(path, {"externalAuthCode": hs256(project.secret, {"user": {"id": f"late-{i}"}})}) for i in range(10)]
+    statuses = Counter(r.status_code for r in burst(server, late))
+    assert statuses == {200: 3, 403: 7}, statuses
+    users = api.get(f"/v1/projects/{project.id}/users", headers=project.owner.auth).json()
+    assert users["seats"] == {"used": 15, "limit": 15}
+    assert db.count("end_users", "project_id = :p", p=project.id) == 15

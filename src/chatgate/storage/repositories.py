@@ -7,6 +7,7 @@ limit is a conditional UPDATE on a counter row.
 
 from __future__ import annotations
 
+import random
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -91,7 +92,7 @@ class ProjectRepo(_Repo):
             sealed=project.secret_ciphertext,
             now=project.created_at,
         )
-        await self.sql.run("INSERT INTO seat_counters (project_id, used) VALUES (:id, 0)", id=project.id)
+        await self.sql.run(_NEW_SEAT_COUNTERS, id=project.id)
         await self.add_member(project.id, owner_id, Role.OWNER, now)
 
     async def add_member(self, project_id: str, staff_id: str, role: Role, now: datetime) -> bool:
@@ -172,21 +173,34 @@ class ProjectRepo(_Repo):
 
     async def take_seat(self, project_id: str, limit: int | None) -> bool:
         """Count one more identified user, unless that would pass ``limit``."""
-        changed = await self.sql.run(
-            "UPDATE seat_counters SET used = used + 1 WHERE project_id = :id"
-            " AND (CAST(:limit AS INTEGER) IS NULL OR used < :limit)",
-            id=project_id,
-            limit=limit,
-        )
+        if limit is None:  # any shard will do: concurrent first logins rarely meet on one row
+            changed = await self.sql.run(
+                "UPDATE seat_counters SET used = used + 1 WHERE project_id = :id AND shard = :shard",
+                id=project_id,
+                shard=random.randrange(SEAT_SHARDS),
+            )
+        else:
+            # Under a limit every new seat goes to shard 0, whose row lock queues the
+            # first logins and whose count is re-read after the wait; the other
+            # shards no longer grow, so their sum read alongside is exact too.
+            changed = await self.sql.run(
+                "UPDATE seat_counters SET used = used + 1 WHERE project_id = :id AND shard = 0 AND used"
+                " + (SELECT COALESCE(SUM(used), 0) FROM seat_counters WHERE project_id = :id AND shard > 0) < :limit",
+                id=project_id,
+                limit=limit,
+            )
         return changed == 1
 
     async def release_seat(self, project_id: str) -> None:
         await self.sql.run(
-            "UPDATE seat_counters SET used = used - 1 WHERE project_id = :id AND used > 0", id=project_id
+            "UPDATE seat_counters SET used = used - 1 WHERE project_id = :id AND shard = ("
+            "SELECT MIN(shard) FROM seat_counters WHERE project_id = :id AND used > 0) AND used > 0",
+            id=project_id,
         )
 
     async def seats_used(self, project_id: str) -> int:
-        return int(await self.sql.scalar("SELECT used FROM seat_counters WHERE project_id = :id", id=project_id) or 0)
+        used = await self.sql.scalar("SELECT SUM(used) FROM seat_counters WHERE project_id = :id", id=project_id)
+        return int(used or 0)
 
     def _project(self, r: dict[str, Any] | None) -> Project | None:
         if r is None:
@@ -202,6 +216,10 @@ class ProjectRepo(_Repo):
 
 
 _LOOKUP_COLUMN = {"external_id": "external_id", "email": "email"}
+SEAT_SHARDS = 16
+_NEW_SEAT_COUNTERS = "INSERT INTO seat_counters (project_id, shard, used) VALUES " + ", ".join(  # noqa: S608
+    f"(:id, {shard}, 0)" for shard in range(SEAT_SHARDS)
+)
 
 
 class EndUserRepo(_Repo):

@@ -102,11 +102,15 @@ project_audiences = Table(
     Index(None, "project_id"),
 )
 
-# One row per project; a conditional UPDATE on it is the seat-limit guard.
+# Seats in use, spread over a few rows per project (shards) so that the first
+# logins of a project without a limit do not all queue on one row lock. Under a
+# limit new seats are counted on shard 0, and a conditional UPDATE of that one
+# row is the guard.
 seat_counters = Table(
     "seat_counters",
     metadata,
     _id("project_id", ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True),
+    Column("shard", Integer, primary_key=True, default=0),
     Column("used", Integer, nullable=False, default=0),
 )
 
