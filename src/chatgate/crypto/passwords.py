@@ -1,10 +1,9 @@
 """argon2id password hashing, always off the event loop and bounded in parallelism.
 
-Services call these from worker threads (or await the ``_async`` forms on the
-event loop); the hashing itself runs on a small
+Services await these on the event loop; the hashing itself runs on a small
 pool of its own (one thread per core by default), so a burst of sign-ins uses
 no more CPU than the machine has, and the 19 MiB each hash allocates stays in
-those few threads' memory instead of every request thread's.
+those few threads' memory.
 """
 
 from __future__ import annotations
@@ -26,19 +25,12 @@ class PasswordHasherPool:
         # emails cost the same time as wrong passwords.
         self._dummy_hash = _HASHER.hash("chatgate-timing-equaliser")
 
-    def hash(self, password: str) -> str:
-        return self._pool.submit(_HASHER.hash, password).result()
-
-    def verify(self, stored_hash: str | None, password: str) -> bool:
-        matches = self._pool.submit(_verify, stored_hash or self._dummy_hash, password).result()
-        return matches and stored_hash is not None
-
     async def hash_async(self, password: str) -> str:
-        """``hash`` for the event loop: it waits for the pool without holding a thread."""
+        """The argon2id hash of ``password``, computed on the pool while the loop goes on."""
         return await asyncio.wrap_future(self._pool.submit(_HASHER.hash, password))
 
     async def verify_async(self, stored_hash: str | None, password: str) -> bool:
-        """``verify`` for the event loop."""
+        """Whether ``password`` matches; an unknown account (None) costs a verification too, and fails."""
         matches = await asyncio.wrap_future(self._pool.submit(_verify, stored_hash or self._dummy_hash, password))
         return matches and stored_hash is not None
 
