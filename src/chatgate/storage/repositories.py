@@ -506,6 +506,34 @@ class AuditRepo(_Repo):
         ]
 
 
+class RateCounterRepo(_Repo):
+    """Rate-limit hits; used by the counter adapter (rate_counters.py), never inside a service's transaction."""
+
+    async def hit(self, rule: str, key: str, window_start: int, window_end: int) -> int:
+        """One atomic upsert: the row of a later window starts again at 1; a hit stamped with an
+        earlier window (a process whose clock lags) counts in the stored one."""
+        hits = await self.sql.scalar(
+            "INSERT INTO rate_counters (rule, key, window_start, window_end, hits)"
+            " VALUES (:rule, :key, :window_start, :window_end, 1)"
+            " ON CONFLICT (rule, key) DO UPDATE SET"
+            " hits = CASE WHEN excluded.window_start > rate_counters.window_start THEN 1"
+            " ELSE rate_counters.hits + 1 END,"
+            " window_start = CASE WHEN excluded.window_start > rate_counters.window_start"
+            " THEN excluded.window_start ELSE rate_counters.window_start END,"
+            " window_end = CASE WHEN excluded.window_start > rate_counters.window_start"
+            " THEN excluded.window_end ELSE rate_counters.window_end END"
+            " RETURNING hits",
+            rule=rule,
+            key=key,
+            window_start=window_start,
+            window_end=window_end,
+        )
+        return int(hits)
+
+    async def forget_finished(self, now: int) -> int:
+        return await self.sql.run("DELETE FROM rate_counters WHERE window_end <= :now", now=now)
+
+
 class Store:
     """The repositories of one transaction: what ``chatgate.services.ports.Transaction`` asks for."""
 
