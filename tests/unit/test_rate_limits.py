@@ -111,11 +111,12 @@ def test_simultaneous_hits_are_counted_exactly(run_with: Callable[[Scenario], No
 def test_a_rule_turned_off_counts_nothing(run_with: Callable[[Scenario], None]) -> None:
     async def scenario(limiter: Callable[..., RateLimiter], storage: Any) -> None:
         off = limiter("signup_ip=0/1", Clock(1_000.0))
+        ip = f"192.0.2.{secrets.randbelow(250)}:{secrets.token_hex(4)}"
         for _ in range(5):
-            await off.hit("signup_ip", "192.0.2.9")
+            await off.hit("signup_ip", ip)
         if isinstance(off._counter, DatabaseRateCounter):
             async with storage.read() as tx:
-                assert await tx.sql.scalar("SELECT COUNT(*) FROM rate_counters WHERE rule = 'signup_ip'") == 0
+                assert await tx.sql.scalar("SELECT COUNT(*) FROM rate_counters WHERE key = :ip", ip=ip) == 0
 
     run_with(scenario)
 
@@ -189,6 +190,27 @@ def test_redis_keys_expire_with_their_window(redis_url: str) -> None:
             assert await limiter.forget_finished() == 0
         finally:
             await client.aclose()
+            await counter.close()
+            await storage.close()
+
+    run_async(main())
+
+
+def test_an_unreachable_redis_fails_the_attempt_rather_than_letting_it_through() -> None:
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    from conftest import free_port
+
+    async def main() -> None:
+        storage = open_storage("sqlite:///:memory:", 1)
+        counter = open_rate_counter(f"redis://127.0.0.1:{free_port()}/0", storage, "nobody")
+        limiter = RateLimiter(parse_rate_rules("signin_ip=5/60"), counter, KEY, Clock(6_030.0))
+        try:
+            with pytest.raises(RedisConnectionError):
+                await limiter.hit("signin_ip", "192.0.2.1")
+            with pytest.raises(RedisConnectionError):
+                await limiter.ping()  # and /healthz says so
+        finally:
             await counter.close()
             await storage.close()
 
