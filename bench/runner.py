@@ -148,7 +148,11 @@ def start_chatgate(name: str, database_url: str | None, data_dir: Path) -> Proce
     env = {
         "CHATGATE_DATA_DIR": str(data_dir),
         "CHATGATE_PUBLIC_URL": f"http://127.0.0.1:{port}",
-        "CHATGATE_RATE_LIMITS": "signin_account=0/1,signin_ip=0/1,signup_ip=0/1,anonymous_ip=0/1",
+        # Off by default, else the limits would answer most of the load with 429s; set
+        # CHATGATE_BENCH_RATE_LIMITS to high limits to measure what counting costs.
+        "CHATGATE_RATE_LIMITS": os.environ.get(
+            "CHATGATE_BENCH_RATE_LIMITS", "signin_account=0/1,signin_ip=0/1,signup_ip=0/1,anonymous_ip=0/1"
+        ),
         "CHATGATE_LOG_LEVEL": "warning",
     }
     if database_url:

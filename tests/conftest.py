@@ -29,6 +29,7 @@ pytest_plugins = ["browser_fixtures"]
 
 ROOT = Path(__file__).resolve().parent.parent
 POSTGRES_URL = os.environ.get("CHATGATE_TEST_POSTGRES_URL")
+REDIS_URL = os.environ.get("CHATGATE_TEST_REDIS_URL")
 RELAXED_RATES = "signin_account=0/1,signin_ip=0/1,signup_ip=0/1,anonymous_ip=0/1"
 PASSWORD = "a sturdy passphrase 42"
 
@@ -116,6 +117,14 @@ def postgres_database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """The Redis server the scale-out tests share counts through."""
+    if not REDIS_URL:
+        pytest.skip("Redis tests need CHATGATE_TEST_REDIS_URL (e.g. redis://127.0.0.1:6379/0)")
+    return REDIS_URL
 
 
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"])

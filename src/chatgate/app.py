@@ -29,12 +29,12 @@ from chatgate.http.limits import BodyLimit
 from chatgate.http.requests import json
 from chatgate.http.routes import directory, end_users, keys, projects, staff
 from chatgate.http.routing import Endpoint, docs_page, openapi_document, starlette_routes
-from chatgate.ratelimit import RateLimiter
 from chatgate.services.bundle import Services
 from chatgate.services.context import ServiceContext
 from chatgate.services.maintenance import EVERY_SECONDS
+from chatgate.services.rate_limits import RateLimiter
 from chatgate.settings import Settings
-from chatgate.storage.open import open_storage
+from chatgate.storage.open import open_rate_counter, open_storage
 from chatgate.web import pages
 
 log = logging.getLogger("chatgate")
@@ -43,13 +43,15 @@ log = logging.getLogger("chatgate")
 def build_services(settings: Settings) -> Services:
     master = load_or_create_server_key(settings.data_dir, settings.server_key)
     server_keys = ServerKeys.from_master(master)
+    storage = open_storage(settings.database_url, settings.db_pool_size)
+    counter = open_rate_counter(settings.redis_url, storage, server_keys.redis_namespace)
     ctx = ServiceContext(
         settings=settings,
-        storage=open_storage(settings.database_url, settings.db_pool_size),
+        storage=storage,
         passwords=PasswordHasherPool(settings.password_hash_concurrency),
         session_codec=SessionTokenCodec(server_keys.session_signing),
         secret_box=SecretBox(server_keys.secret_encryption),
-        limiter=RateLimiter(settings.rate_rules),
+        limiter=RateLimiter(settings.rate_rules, counter, server_keys.rate_limit_pseudonyms),
     )
     return Services.build(ctx)
 
@@ -72,6 +74,7 @@ def create_app(settings: Settings) -> ASGIApp:
 
     async def healthz(_request: Request) -> Response:
         await services.ctx.storage.ping()
+        await services.ctx.limiter.ping()
         return json({"status": "ok"})
 
     async def openapi_json(_request: Request) -> Response:
@@ -100,6 +103,7 @@ def create_app(settings: Settings) -> ASGIApp:
             yield
         finally:
             pruning.cancel()
+            await services.ctx.limiter.close()
             await services.ctx.storage.close()
 
     # The API routes are here too: for 404/405 answers and redirects, which ApiRouter leaves to Starlette.

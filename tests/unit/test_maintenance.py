@@ -1,4 +1,4 @@
-"""Housekeeping against a real (migrated) SQLite database: expired sessions and jtis go, live ones stay."""
+"""Housekeeping against a real (migrated) SQLite database: expired sessions, jtis and rate counts go, live ones stay."""
 
 from __future__ import annotations
 
@@ -34,12 +34,20 @@ def test_prune_forgets_only_what_expired(tmp_path: Path) -> None:
             await tx.token_ids.consume(PROJECT, "old", now - timedelta(hours=1))
             await tx.token_ids.consume(PROJECT, "fresh", now + timedelta(hours=1))
             await tx.token_ids.consume(PROJECT, "no-exp", None)
+            for rule, window_end in (("signin_ip", now.timestamp() - 1), ("signup_ip", now.timestamp() + 60)):
+                await tx.sql.run(
+                    "INSERT INTO rate_counters (rule, key, window_start, window_end, hits)"
+                    " VALUES (:rule, '192.0.2.1', 0, :end, 3)",
+                    rule=rule,
+                    end=int(window_end),
+                )
         pruned = await services.maintenance.prune()
-        assert (pruned.sessions, pruned.token_ids) == (1, 1)
+        assert (pruned.sessions, pruned.token_ids, pruned.rate_counts) == (1, 1, 1)
         async with storage.write() as tx:
             assert await tx.sessions.get(live.id) is not None
             assert not await tx.token_ids.consume(PROJECT, "fresh", None)
             assert await tx.token_ids.consume(PROJECT, "old", None)
+            assert await tx.sql.scalar("SELECT rule FROM rate_counters") == "signup_ip"
         await storage.close()
 
     run_async(scenario())

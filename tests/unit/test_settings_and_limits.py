@@ -1,4 +1,4 @@
-"""Project settings rules, rate-limit windows and environment settings."""
+"""Project settings rules, rate rules and environment settings."""
 
 from __future__ import annotations
 
@@ -6,8 +6,7 @@ import pytest
 
 from chatgate.domain.project_settings import apply_change, default_settings
 from chatgate.domain.rate_limits import parse_rate_rules
-from chatgate.errors import RateLimited, ValidationFailed
-from chatgate.ratelimit import RateLimiter
+from chatgate.errors import ValidationFailed
 from chatgate.settings import Settings, SettingsError
 
 
@@ -18,26 +17,6 @@ def test_settings_change_is_validated_field_by_field() -> None:
     with pytest.raises(ValidationFailed) as caught:
         apply_change(default_settings(), {"seat_limit": True, "leeway_seconds": -1})
     assert set(caught.value.fields) == {"settings.seat_limit", "settings.leeway_seconds"}
-
-
-def test_rate_limiter_counts_per_key_and_tells_when_to_retry() -> None:
-    clock = [1000.0]
-    limiter = RateLimiter(parse_rate_rules("signin_ip=2/60"), clock=lambda: clock[0])
-    limiter.hit("signin_ip", "1.2.3.4")
-    limiter.hit("signin_ip", "1.2.3.4")
-    limiter.hit("signin_ip", "5.6.7.8")
-    with pytest.raises(RateLimited) as caught:
-        limiter.hit("signin_ip", "1.2.3.4")
-    assert 1 <= caught.value.retry_after <= 61
-    clock[0] += 60
-    limiter.hit("signin_ip", "1.2.3.4")
-
-
-def test_rate_limiter_memory_is_bounded() -> None:
-    limiter = RateLimiter(parse_rate_rules("signin_ip=5/60"), max_keys=100)
-    for i in range(1000):
-        limiter.hit("signin_ip", f"10.0.{i // 256}.{i % 256}")
-    assert len(limiter._counts) <= 100
 
 
 def test_bad_rate_rules_are_refused() -> None:

@@ -44,12 +44,18 @@ def _derive(master: bytes, purpose: bytes) -> bytes:
 class ServerKeys:
     session_signing: bytes
     secret_encryption: bytes
+    # Turns the emails in rate-limit keys into pseudonyms, the same on every instance.
+    rate_limit_pseudonyms: bytes
+    # Names this deployment's keys in a Redis that others may share.
+    redis_namespace: str
 
     @classmethod
     def from_master(cls, master: bytes) -> ServerKeys:
         return cls(
             session_signing=_derive(master, b"chatgate session tokens v1"),
             secret_encryption=_derive(master, b"chatgate project secrets v1"),
+            rate_limit_pseudonyms=_derive(master, b"chatgate rate-limit pseudonyms v1"),
+            redis_namespace=_derive(master, b"chatgate redis namespace v1")[:6].hex(),
         )
 
 

@@ -14,6 +14,18 @@ class RateRule:
     window_seconds: int
 
 
+@dataclass(frozen=True)
+class Window:
+    """One fixed window of a rule, in whole seconds since the epoch: ``start <= t < end``."""
+
+    start: int
+    end: int
+
+    def retry_after(self, now: float) -> int:
+        """Seconds to wait before the next window opens (rounded up, at least 1)."""
+        return int(self.end - now) + 1
+
+
 def parse_rate_rules(spec: str) -> dict[str, RateRule]:
     """Parse ``name=limit/seconds`` pairs; later pairs override earlier ones."""
     rules: dict[str, RateRule] = {}
@@ -30,8 +42,7 @@ def parse_rate_rules(spec: str) -> dict[str, RateRule]:
     return rules
 
 
-def window_of(now: float, rule: RateRule) -> tuple[int, int]:
-    """The current window's number and the seconds left in it."""
-    window = int(now // rule.window_seconds)
-    left = int((window + 1) * rule.window_seconds - now) + 1
-    return window, left
+def window_at(now: float, rule: RateRule) -> Window:
+    """The window of ``rule`` that holds the moment ``now``."""
+    start = int(now // rule.window_seconds) * rule.window_seconds
+    return Window(start, start + rule.window_seconds)

@@ -12,8 +12,8 @@ from chatgate.crypto.secrets import SecretBox
 from chatgate.crypto.tokens import SessionTokenCodec
 from chatgate.domain.ids import new_id
 from chatgate.domain.models import AuditEvent, SessionKind
-from chatgate.ratelimit import RateLimiter
 from chatgate.services.ports import Storage, Transaction
+from chatgate.services.rate_limits import RateLimiter
 from chatgate.settings import Settings
 
 

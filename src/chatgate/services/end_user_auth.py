@@ -95,7 +95,7 @@ class EndUserAuthService:
     ) -> EndUserLogin:
         project = await self._project(project_id)
         self._require_method(project, "anonymous")
-        self.ctx.limiter.hit("anonymous_ip", caller.ip)
+        await self.ctx.limiter.hit("anonymous_ip", caller.ip)
         visitor = NewEndUser(CreatedVia.ANONYMOUS, firstname=firstname, lastname=lastname, anonymous=True)
         now = self.ctx.clock()
         async with self.ctx.storage.write() as tx:
@@ -144,7 +144,7 @@ class EndUserAuthService:
         problem = password_problem(password)
         if problem:
             raise ValidationFailed({"password": problem})
-        self.ctx.limiter.hit("signup_ip", caller.ip)
+        await self.ctx.limiter.hit("signup_ip", caller.ip)
         if await self._find(project.id, Lookup("email", email)) is not None:
             raise EmailTaken()
         profile = NewEndUser(
@@ -167,8 +167,9 @@ class EndUserAuthService:
     ) -> EndUserLogin:
         project = await self._project(project_id)
         self._require_method(project, "email")
-        self.ctx.limiter.hit("signin_ip", caller.ip)
-        self.ctx.limiter.hit("signin_account", f"{project.id}:{email}:{caller.ip}")
+        limiter = self.ctx.limiter
+        await limiter.hit("signin_ip", caller.ip)
+        await limiter.hit("signin_account", limiter.account_key(project.id, email, caller.ip))
         user = await self._find(project.id, Lookup("email", email))
         # Verified even for unknown emails, so both failures take the same time.
         valid = await self.ctx.passwords.verify_async(user.password_hash if user else None, password)

@@ -13,6 +13,7 @@ EVERY_SECONDS = 600
 class Pruned:
     sessions: int
     token_ids: int
+    rate_counts: int
 
 
 class MaintenanceService:
@@ -20,7 +21,9 @@ class MaintenanceService:
         self.ctx = ctx
 
     async def prune(self) -> Pruned:
-        """Forget expired sessions and the consumed jtis of expired tokens (a replay is refused by exp)."""
+        """Forget expired sessions, the consumed jtis of expired tokens (a replay is refused by exp)
+        and the rate counts of finished windows."""
         now = self.ctx.clock()
         async with self.ctx.storage.write() as tx:
-            return Pruned(await tx.sessions.forget_expired(now), await tx.token_ids.forget_expired(now))
+            sessions, token_ids = await tx.sessions.forget_expired(now), await tx.token_ids.forget_expired(now)
+        return Pruned(sessions, token_ids, await self.ctx.limiter.forget_finished())

@@ -9,6 +9,10 @@ transaction boundary with ``async with storage.write() as tx:`` (or
 Inside a ``write()`` block a service awaits its repositories and nothing else
 (no password hashing, no network): on SQLite the block is one savepoint of a
 group commit that other requests share.
+
+Rate-limit counts have a port of their own (``RateCounter``), outside any
+transaction: a hit is counted and kept even when the request it counted is
+then refused, and counting changes nothing else.
 """
 
 from __future__ import annotations
@@ -148,5 +152,24 @@ class Storage(Protocol):
 
     async def start(self) -> None:
         """Open connections (inside the running event loop)."""
+
+    async def close(self) -> None: ...
+
+
+class RateCounter(Protocol):
+    """Hits per (rule, key) in fixed windows, shared by every process and instance of the service.
+
+    Adapters: Redis (``CHATGATE_REDIS_URL``), else the database's ``rate_counters`` table.
+    """
+
+    async def hit(self, rule: str, key: str, window_start: int, window_end: int) -> int:
+        """Count one hit in the window ``[window_start, window_end)`` (epoch seconds), atomically, in a
+        write of its own; the window's hits so far, this one included."""
+
+    async def forget_finished(self, now: int) -> int:
+        """Drop the counts of windows that ended before ``now``; how many went."""
+
+    async def ping(self) -> None:
+        """Raise when the counts cannot be reached."""
 
     async def close(self) -> None: ...

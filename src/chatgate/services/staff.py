@@ -28,7 +28,7 @@ class StaffService:
         problem = password_problem(password)
         if problem:
             raise ValidationFailed({"password": problem})
-        self.ctx.limiter.hit("signup_ip", caller.ip)
+        await self.ctx.limiter.hit("signup_ip", caller.ip)
         async with self.ctx.storage.read() as tx:
             if await tx.staff.by_email(email) is not None:
                 raise EmailTaken()
@@ -45,8 +45,9 @@ class StaffService:
         return account
 
     async def sign_in(self, email: str, password: str, caller: Caller) -> StaffSignIn:
-        self.ctx.limiter.hit("signin_ip", caller.ip)
-        self.ctx.limiter.hit("signin_account", f"staff:{email}:{caller.ip}")
+        limiter = self.ctx.limiter
+        await limiter.hit("signin_ip", caller.ip)
+        await limiter.hit("signin_account", limiter.account_key("staff", email, caller.ip))
         async with self.ctx.storage.read() as tx:
             account = await tx.staff.by_email(email)
         # Verify even for unknown emails, so both failures take the same time.

@@ -84,6 +84,12 @@ class PostgresStorage:
                 raise
             await transaction.commit()
 
+    @asynccontextmanager
+    async def statement(self) -> AsyncIterator[PostgresSql]:
+        """For one statement that is atomic on its own (a rate count): committed as it runs, one round trip."""
+        async with self._pool.acquire() as connection:
+            yield PostgresSql(connection)
+
     async def ping(self) -> None:
         async with self.read() as tx:
             await tx.sql.scalar("SELECT 1")

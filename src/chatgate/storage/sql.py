@@ -24,6 +24,8 @@ _PARAM = re.compile(r"(?<!:):([a-z_][a-z0-9_]*)")
 class Sql(ABC):
     """One connection inside one transaction (or autocommit, for reads)."""
 
+    dialect: str  # "sqlite" or "postgresql", for the rare statement that must differ
+
     @abstractmethod
     async def one(self, sql: str, **params: Any) -> dict[str, Any] | None: ...
 
@@ -63,6 +65,8 @@ class Sql(ABC):
 
 class SqliteSql(Sql):
     """sqlite3 answers in microseconds from its page cache: the coroutines never suspend."""
+
+    dialect = "sqlite"
 
     def __init__(self, connection: sqlite3.Connection) -> None:
         self.connection = connection
@@ -118,6 +122,8 @@ def numbered(sql: str) -> tuple[str, tuple[str, ...]]:
 
 class PostgresSql(Sql):
     """An asyncpg connection: each statement is one round trip, prepared once per connection."""
+
+    dialect = "postgresql"
 
     def __init__(self, connection: Any) -> None:
         self.connection = connection

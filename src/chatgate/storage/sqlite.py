@@ -89,6 +89,12 @@ class SqliteStorage:
         async with self._group.unit() as connection:
             yield Store(SqliteSql(connection))
 
+    @asynccontextmanager
+    async def statement(self) -> AsyncIterator[SqliteSql]:
+        """For one statement that is atomic on its own (a rate count): a unit of the group commit."""
+        async with self._group.unit() as connection:
+            yield SqliteSql(connection)
+
     async def ping(self) -> None:
         async with self.read() as tx:
             await tx.sql.scalar("SELECT 1")

@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Column,
     DateTime,
@@ -192,6 +193,18 @@ audit_events = Table(
     Column("reason", String(64), nullable=True),
     Column("details", JSON, nullable=False),
     Index(None, "project_id", "id"),
+)
+
+# One row per (rule, key): the current fixed window of a rate rule and the hits in it.
+# Windows are epoch seconds; a later window starts the count again (services/rate_limits.py).
+rate_counters = Table(
+    "rate_counters",
+    metadata,
+    Column("rule", String(32), primary_key=True),
+    Column("key", String(128), primary_key=True),
+    Column("window_start", BigInteger, nullable=False),
+    Column("window_end", BigInteger, nullable=False),
+    Column("hits", Integer, nullable=False),
 )
 
 __all__ = ["metadata"]
