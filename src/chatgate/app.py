@@ -71,8 +71,10 @@ def create_app(settings: Settings) -> ASGIApp:
     document = openapi_document(endpoints, settings.public_url, version("chatgate"))
 
     async def healthz(_request: Request) -> Response:
-        await services.ctx.storage.ping()
-        return json({"status": "ok"})
+        health = await services.health.check()
+        if health.ok:
+            return json({"status": "ok"})
+        return json({"status": "unavailable", "reason": health.reason}, status=503)
 
     async def openapi_json(_request: Request) -> Response:
         return json(document)
@@ -85,7 +87,9 @@ def create_app(settings: Settings) -> ASGIApp:
             try:
                 await services.maintenance.prune()
             except Exception:  # a failed prune is retried next round; it must not stop the server
-                log.exception("housekeeping failed")
+                if (await services.health.check()).ok:
+                    log.exception("housekeeping failed")
+                # else the health check has said, in one line, that the database is away
             await asyncio.sleep(EVERY_SECONDS)
 
     @asynccontextmanager

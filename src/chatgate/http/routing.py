@@ -63,7 +63,12 @@ def starlette_routes(endpoints: Sequence[Endpoint]) -> list[Route]:
 
 # Routes outside the JSON API, listed so the document names every route the server answers.
 PAGES: tuple[tuple[str, str, str, str], ...] = (
-    ("/healthz", 'Liveness: {"status": "ok"} once the server can serve', "application/json", "system"),
+    (
+        "/healthz",
+        'Health: {"status": "ok"}, or 503 {"status": "unavailable", "reason": "database unreachable"}',
+        "application/json",
+        "system",
+    ),
     ("/", "Chat page of the default project; ?externalAuthCode=… signs the visitor in", "text/html", "pages"),
     ("/p/{pid}/", "Chat page of a project; ?externalAuthCode=… signs the visitor in", "text/html", "pages"),
     ("/widget.js", "The embeddable widget (data-external-auth-code, data-project)", "application/javascript", "pages"),

@@ -8,6 +8,8 @@ write is one transaction.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -18,6 +20,8 @@ from sqlalchemy.engine import make_url
 
 from chatgate.storage.repositories import Store
 from chatgate.storage.sql import PostgresSql
+
+WARM_UP_SECONDS = 5
 
 
 def dsn_of(url: str) -> str:
@@ -40,10 +44,21 @@ class PostgresStorage:
         self._pool: Any = None
 
     async def start(self) -> None:
+        """Open the pool, and one connection if the database answers.
+
+        A worker that starts (or is restarted) while the database is away
+        starts all the same: it answers 503 at /healthz, and its pool connects
+        when the database is back. (``chatgate serve`` has checked the
+        database before starting any worker.)
+        """
         if self._pool is None:
+            # No floor of kept connections: asyncpg would log a traceback each time it failed to restore it.
             self._pool = await asyncpg.create_pool(
-                self.dsn, min_size=1, max_size=self.pool_size, init=_init_connection, max_inactive_connection_lifetime=0
+                self.dsn, min_size=0, max_size=self.pool_size, init=_init_connection, max_inactive_connection_lifetime=0
             )
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(WARM_UP_SECONDS):
+                    await self.ping()
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[Store]:

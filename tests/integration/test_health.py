@@ -1,0 +1,102 @@
+"""/healthz tells a load balancer the truth about the database, quickly, and recovers by itself."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import Engine, create_engine, text
+
+from async_tools import run_async
+from chatgate.services.health import HealthService
+from conftest import POSTGRES_URL, sign_up_staff, start_server
+
+
+@pytest.fixture
+def scratch_database() -> Iterator[tuple[Engine, str, str]]:
+    """A database of its own, which the test may make unreachable without touching anyone else's."""
+    if not POSTGRES_URL:
+        pytest.skip("needs CHATGATE_TEST_POSTGRES_URL")
+    admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    name = f"chatgate_outage_{secrets.token_hex(4)}"
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield admin, name, admin.url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true'))
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def outage(admin: Engine, name: str, *, on: bool) -> None:
+    with admin.connect() as conn:
+        conn.execute(text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS {"false" if on else "true"}'))
+        if on:  # and drop the connections the server's pools keep
+            conn.execute(
+                text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :name"), {"name": name}
+            )
+
+
+def health(url: str) -> tuple[httpx.Response, float]:
+    started = time.monotonic()
+    answer = httpx.get(f"{url}/healthz", timeout=10)
+    return answer, time.monotonic() - started
+
+
+def test_healthz_answers_503_while_the_database_is_gone_and_200_when_it_is_back(
+    tmp_path: Path, scratch_database: tuple[Engine, str, str]
+) -> None:
+    admin, name, url = scratch_database
+    server = start_server(tmp_path, url)
+    try:
+        assert health(server.url)[0].json() == {"status": "ok"}
+
+        outage(admin, name, on=True)
+        for _ in range(4):  # each worker process, whatever connections its pool held
+            answer, seconds = health(server.url)
+            assert answer.status_code == 503
+            assert answer.json() == {"status": "unavailable", "reason": "database unreachable"}
+            assert answer.headers["content-type"] == "application/json"
+            assert answer.headers["cache-control"] == "no-store"
+            assert seconds < 3
+
+        outage(admin, name, on=False)
+        deadline = time.monotonic() + 5
+        while health(server.url)[0].status_code != 200:
+            assert time.monotonic() < deadline, "the pool did not reconnect"
+            time.sleep(0.1)
+        for _ in range(4):
+            assert health(server.url)[0].json() == {"status": "ok"}
+        with httpx.Client(base_url=server.url) as api:
+            sign_up_staff(api)  # not only the ping: writes work again too
+    finally:
+        server.stop()
+    log = server.log.read_text()
+    assert "database unreachable" in log and "database reachable again" in log
+    assert "Traceback" not in log
+
+
+class SilentDatabase:
+    """A database that accepted the connection and then never answers."""
+
+    async def ping(self) -> None:
+        await asyncio.sleep(3600)
+
+
+class Context:
+    storage = SilentDatabase()
+
+
+def test_the_ping_is_bounded() -> None:
+    service = HealthService(Context(), ping_timeout_seconds=0.2)  # type: ignore[arg-type]
+    started = time.monotonic()
+    verdict = run_async(service.check())
+    assert (verdict.ok, verdict.reason) == (False, "database unreachable")
+    assert time.monotonic() - started < 1
