@@ -36,12 +36,16 @@ def main(argv: list[str] | None = None) -> int:
     from chatgate.startup import StartupError, prepare
 
     try:
-        prepare(settings, serve=args.command == "serve", migrate=args.command == "migrate" or settings.migrate_on_start)
+        done = prepare(
+            settings, serve=args.command == "serve", migrate=args.command == "migrate" or settings.migrate_on_start
+        )
     except StartupError as exc:
         return fail(str(exc))
     if args.command == "migrate":
-        print("chatgate: database is up to date")
+        print(f"chatgate: {done}")
         return 0
+    if done.startswith("migrated"):
+        print(f"chatgate: {done}", file=sys.stderr)  # beside uvicorn's log lines
     return run_server(settings, args.host, args.port, args.workers or settings.workers, args.log_level)
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from chatgate.crypto.secrets import SERVER_KEY_FILE, load_or_create_server_key
 from chatgate.settings import Settings
 from chatgate.storage.data_dir import OWNER_ONLY, prepare_data_dir
-from chatgate.storage.migrate import SchemaProblem, require_head, upgrade
+from chatgate.storage.migrate import SchemaProblem, head_revision, require_head, upgrade
 from chatgate.storage.reachability import DatabaseUnusable, probe
 
 
@@ -21,8 +21,11 @@ class StartupError(Exception):
     """Chatgate cannot start; ``str()`` is one line, without secrets."""
 
 
-def prepare(settings: Settings, *, serve: bool, migrate: bool) -> None:
-    """Everything before the first request; ``serve`` also needs the server key, ``migrate`` upgrades the schema."""
+def prepare(settings: Settings, *, serve: bool, migrate: bool) -> str:
+    """Everything before the first request; ``serve`` also needs the server key, ``migrate`` upgrades the schema.
+
+    Answers what was done to the schema, in a few words.
+    """
     # Every file made from here on, by this process or its workers (SQLite's -wal and -shm too), is the owner's only.
     os.umask(OWNER_ONLY)
     uses_data_dir = (serve and settings.server_key is None) or settings.database_url.startswith("sqlite")
@@ -34,12 +37,16 @@ def prepare(settings: Settings, *, serve: bool, migrate: bool) -> None:
         load_server_key(settings)
     try:
         probe(settings.database_url)
-        if migrate:
-            upgrade(settings.database_url)
-        else:
+        head = head_revision()
+        if not migrate:
             require_head(settings.database_url)
+            return f"the database schema is at revision {head}"
+        was = upgrade(settings.database_url)
     except (DatabaseUnusable, SchemaProblem) as exc:
         raise StartupError(str(exc)) from None
+    if was == head:
+        return f"the database schema is up to date (revision {head})"
+    return f"migrated the database from {f'revision {was}' if was else 'nothing'} to revision {head}"
 
 
 def make_private(data_dir: Path) -> None:

@@ -3,44 +3,25 @@
 from __future__ import annotations
 
 import asyncio
-import secrets
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import pytest
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import text
 
 from async_tools import run_async
 from chatgate.services.health import HealthService
-from conftest import POSTGRES_URL, sign_up_staff, start_server
+from conftest import ScratchDatabase, sign_up_staff, start_server
 
 
-@pytest.fixture
-def scratch_database() -> Iterator[tuple[Engine, str, str]]:
-    """A database of its own, which the test may make unreachable without touching anyone else's."""
-    if not POSTGRES_URL:
-        pytest.skip("needs CHATGATE_TEST_POSTGRES_URL")
-    admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
-    name = f"chatgate_outage_{secrets.token_hex(4)}"
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield admin, name, admin.url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true'))
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-
-def outage(admin: Engine, name: str, *, on: bool) -> None:
-    with admin.connect() as conn:
-        conn.execute(text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS {"false" if on else "true"}'))
-        if on:  # and drop the connections the server's pools keep
+def outage(database: ScratchDatabase, *, on: bool) -> None:
+    """Make the database refuse connections (and drop those the server's pools keep), or let them in again."""
+    with database.admin.connect() as conn:
+        conn.execute(text(f'ALTER DATABASE "{database.name}" ALLOW_CONNECTIONS {"false" if on else "true"}'))
+        if on:
             conn.execute(
-                text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :name"), {"name": name}
+                text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :name"),
+                {"name": database.name},
             )
 
 
@@ -51,14 +32,13 @@ def health(url: str) -> tuple[httpx.Response, float]:
 
 
 def test_healthz_answers_503_while_the_database_is_gone_and_200_when_it_is_back(
-    tmp_path: Path, scratch_database: tuple[Engine, str, str]
+    tmp_path: Path, scratch_postgres: ScratchDatabase
 ) -> None:
-    admin, name, url = scratch_database
-    server = start_server(tmp_path, url)
+    server = start_server(tmp_path, scratch_postgres.url)
     try:
         assert health(server.url)[0].json() == {"status": "ok"}
 
-        outage(admin, name, on=True)
+        outage(scratch_postgres, on=True)
         for _ in range(4):  # each worker process, whatever connections its pool held
             answer, seconds = health(server.url)
             assert answer.status_code == 503
@@ -67,7 +47,7 @@ def test_healthz_answers_503_while_the_database_is_gone_and_200_when_it_is_back(
             assert answer.headers["cache-control"] == "no-store"
             assert seconds < 3
 
-        outage(admin, name, on=False)
+        outage(scratch_postgres, on=False)
         deadline = time.monotonic() + 5
         while health(server.url)[0].status_code != 200:
             assert time.monotonic() < deadline, "the pool did not reconnect"

@@ -64,8 +64,8 @@ def require_head(url: str) -> None:
         )
 
 
-def upgrade(url: str, revision: str = "head") -> None:
-    """Bring the schema to ``revision`` in one transaction; safe to run on every start."""
+def upgrade(url: str, revision: str = "head") -> str | None:
+    """Bring the schema to ``revision`` in one transaction; safe to run on every start. The revision it was at."""
     engine = make_engine(url)
     try:
         with engine.begin() as connection:
@@ -86,6 +86,7 @@ def upgrade(url: str, revision: str = "head") -> None:
         raise DatabaseUnusable(explain(exc, url)) from None
     finally:
         engine.dispose()
+    return current
 
 
 def revision_name(revision: str) -> str:
