@@ -1,4 +1,4 @@
-"""``chatgate serve`` and ``chatgate migrate``.
+"""``chatgate serve``, ``chatgate migrate`` and ``chatgate backup PATH``.
 
 A start that cannot go on (a bad setting, an unusable data directory, a
 database that cannot be reached or migrated) prints one line on stderr and
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from chatgate.settings import Settings, SettingsError
 
@@ -27,11 +28,18 @@ def main(argv: list[str] | None = None) -> int:
 
     commands.add_parser("migrate", help="create or upgrade the database schema, then exit")
 
+    backup = commands.add_parser(
+        "backup", help="copy the SQLite database (consistently, while the server runs) and the server key into PATH"
+    )
+    backup.add_argument("path", type=Path, help="a new directory for the backup (made 0700)")
+
     args = parser.parse_args(argv)
     try:
         settings = Settings.from_env()
     except SettingsError as exc:
         return fail(str(exc), status=2)
+    if args.command == "backup":
+        return back_up(settings, args.path)
 
     from chatgate.startup import StartupError, prepare
 
@@ -47,6 +55,20 @@ def main(argv: list[str] | None = None) -> int:
     if done.startswith("migrated"):
         print(f"chatgate: {done}", file=sys.stderr)  # beside uvicorn's log lines
     return run_server(settings, args.host, args.port, args.workers or settings.workers, args.log_level)
+
+
+def back_up(settings: Settings, path: Path) -> int:
+    from chatgate.backup import BackupRefused
+    from chatgate.backup import back_up as make_backup
+
+    try:
+        made = make_backup(settings, path)
+    except BackupRefused as exc:
+        return fail(str(exc))
+    copied = f"chatgate.db ({made.database_bytes} bytes)" + (" and server-key" if made.server_key_copied else "")
+    also = "" if made.server_key_copied else "; the server key is CHATGATE_SERVER_KEY: keep it with the backup"
+    print(f"chatgate: backed up {copied} to {made.directory}{also}")
+    return 0
 
 
 def run_server(settings: Settings, host: str, port: int, workers: int, log_level: str | None) -> int:
