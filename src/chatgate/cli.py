@@ -8,10 +8,18 @@ exits non-zero: 2 for a setting, 1 for anything else.
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
 import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from chatgate.settings import Settings, SettingsError
+
+# prometheus_client's name for it (chatgate.metrics, which imports prometheus_client, must not be imported yet).
+MULTIPROCESS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -54,7 +62,29 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if done.startswith("migrated"):
         print(f"chatgate: {done}", file=sys.stderr)  # beside uvicorn's log lines
-    return run_server(settings, args.host, args.port, args.workers or settings.workers, args.log_level)
+    workers = args.workers or settings.workers
+    with metrics_directory(settings.metrics and workers > 1):
+        return run_server(settings, args.host, args.port, workers, args.log_level)
+
+
+@contextmanager
+def metrics_directory(shared: bool) -> Iterator[None]:
+    """Where several worker processes keep their metrics for one another: fresh, 0700, gone when the server is.
+
+    Set before any worker imports prometheus_client, which reads it once; one
+    process keeps its metrics in memory, so none is set then (nor one left over
+    in the environment, whose stale counts would be added in).
+    """
+    os.environ.pop(MULTIPROCESS_DIR_ENV, None)
+    if not shared:
+        yield
+        return
+    path = tempfile.mkdtemp(prefix="chatgate-metrics-")
+    os.environ[MULTIPROCESS_DIR_ENV] = path
+    try:
+        yield
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def back_up(settings: Settings, path: Path) -> int:

@@ -77,7 +77,17 @@ PAGES: tuple[tuple[str, str, str, str], ...] = (
 )
 
 
-def openapi_document(endpoints: Sequence[Endpoint], public_url: str, version: str) -> dict[str, Any]:
+METRICS_PAGE = (
+    "/metrics",
+    "Prometheus metrics (CHATGATE_METRICS): a bearer token, or this machine only",
+    "text/plain",
+    "system",
+)
+
+
+def openapi_document(
+    endpoints: Sequence[Endpoint], public_url: str, version: str, *, metrics_page: bool = False
+) -> dict[str, Any]:
     schemas: dict[str, Any] = {}
 
     def ref(model: type[BaseModel]) -> dict[str, str]:
@@ -123,7 +133,7 @@ def openapi_document(endpoints: Sequence[Endpoint], public_url: str, version: st
                 "content": {"application/json": {"schema": error_ref}},
             }
         paths.setdefault(_openapi_path(e.path), {})[e.method.lower()] = operation
-    for path, summary, media_type, tag in PAGES:
+    for path, summary, media_type, tag in (*PAGES, METRICS_PAGE) if metrics_page else PAGES:
         operation = {
             "summary": summary,
             "tags": [tag],

@@ -6,7 +6,9 @@ from chatgate.storage.engine import sqlite_path
 from chatgate.storage.postgres import PostgresStorage
 from chatgate.storage.sqlite import SqliteStorage
 
+StorageAdapter = SqliteStorage | PostgresStorage
 
-def open_storage(url: str, pool_size: int) -> SqliteStorage | PostgresStorage:
+
+def open_storage(url: str, pool_size: int) -> StorageAdapter:
     path = sqlite_path(url)
     return SqliteStorage(path) if path is not None else PostgresStorage(url, pool_size)

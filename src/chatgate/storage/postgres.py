@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -22,6 +23,13 @@ from chatgate.storage.repositories import Store
 from chatgate.storage.sql import PostgresSql
 
 WARM_UP_SECONDS = 5
+
+
+@dataclass(frozen=True)
+class PoolUsage:
+    size: int  # connections open
+    idle: int
+    max_size: int
 
 
 def dsn_of(url: str) -> str:
@@ -73,6 +81,11 @@ class PostgresStorage:
     async def ping(self) -> None:
         async with self.read() as tx:
             await tx.sql.scalar("SELECT 1")
+
+    def pool_usage(self) -> PoolUsage | None:
+        if self._pool is None:
+            return None
+        return PoolUsage(self._pool.get_size(), self._pool.get_idle_size(), self._pool.get_max_size())
 
     async def close(self) -> None:
         if self._pool is not None:
