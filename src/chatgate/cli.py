@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from chatgate.settings import Settings, SettingsError
+from chatgate.settings import LOG_LEVELS, Settings, SettingsError
 
 # prometheus_client's name for it (chatgate.metrics, which imports prometheus_client, must not be imported yet).
 MULTIPROCESS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--workers", type=int, default=None, help="server processes (default CHATGATE_WORKERS, 1)")
-    serve.add_argument("--log-level", default=None, help="default CHATGATE_LOG_LEVEL, info")
+    serve.add_argument("--log-level", choices=LOG_LEVELS, default=None, help="default CHATGATE_LOG_LEVEL, info")
 
     commands.add_parser("migrate", help="create or upgrade the database schema, then exit")
 
@@ -52,16 +52,16 @@ def main(argv: list[str] | None = None) -> int:
     from chatgate.startup import StartupError, prepare
 
     try:
-        done = prepare(
+        schema = prepare(
             settings, serve=args.command == "serve", migrate=args.command == "migrate" or settings.migrate_on_start
         )
     except StartupError as exc:
         return fail(str(exc))
     if args.command == "migrate":
-        print(f"chatgate: {done}")
+        print(f"chatgate: {schema}")
         return 0
-    if done.startswith("migrated"):
-        print(f"chatgate: {done}", file=sys.stderr)  # beside uvicorn's log lines
+    if schema.migrated:
+        print(f"chatgate: {schema}", file=sys.stderr)  # beside uvicorn's log lines
     workers = args.workers or settings.workers
     with metrics_directory(settings.metrics and workers > 1):
         return run_server(settings, args.host, args.port, workers, args.log_level)

@@ -8,6 +8,7 @@ on; the CLI prints it and exits non-zero, without a traceback.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 from chatgate.crypto.secrets import SERVER_KEY_FILE, load_or_create_server_key
@@ -21,11 +22,23 @@ class StartupError(Exception):
     """Chatgate cannot start; ``str()`` is one line, without secrets."""
 
 
-def prepare(settings: Settings, *, serve: bool, migrate: bool) -> str:
-    """Everything before the first request; ``serve`` also needs the server key, ``migrate`` upgrades the schema.
+@dataclass(frozen=True)
+class Schema:
+    """Where the schema was found, and whether this start moved it to the head."""
 
-    Answers what was done to the schema, in a few words.
-    """
+    found: str | None  # None: a database without Chatgate's schema
+    head: str
+    migrated: bool
+
+    def __str__(self) -> str:
+        if self.migrated:
+            start = f"revision {self.found}" if self.found else "nothing"
+            return f"migrated the database from {start} to revision {self.head}"
+        return f"the database schema is up to date (revision {self.head})"
+
+
+def prepare(settings: Settings, *, serve: bool, migrate: bool) -> Schema:
+    """Everything before the first request; ``serve`` also needs the server key, ``migrate`` upgrades the schema."""
     # Every file made from here on, by this process or its workers (SQLite's -wal and -shm too), is the owner's only.
     os.umask(OWNER_ONLY)
     uses_data_dir = (serve and settings.server_key is None) or settings.database_url.startswith("sqlite")
@@ -35,18 +48,16 @@ def prepare(settings: Settings, *, serve: bool, migrate: bool) -> str:
     if serve:
         # Made before workers start, so that they all read the same key.
         load_server_key(settings)
+    head = head_revision()
     try:
         probe(settings.database_url)
-        head = head_revision()
         if not migrate:
             require_head(settings.database_url)
-            return f"the database schema is at revision {head}"
-        was = upgrade(settings.database_url)
+            return Schema(head, head, migrated=False)
+        found = upgrade(settings.database_url)
     except (DatabaseUnusable, SchemaProblem) as exc:
         raise StartupError(str(exc)) from None
-    if was == head:
-        return f"the database schema is up to date (revision {head})"
-    return f"migrated the database from {f'revision {was}' if was else 'nothing'} to revision {head}"
+    return Schema(found, head, migrated=found != head)
 
 
 def make_private(data_dir: Path) -> None:
