@@ -21,7 +21,7 @@ from starlette.types import ASGIApp
 from chatgate.crypto.passwords import PasswordHasherPool
 from chatgate.crypto.secrets import SecretBox, ServerKeys, load_or_create_server_key
 from chatgate.crypto.tokens import SessionTokenCodec
-from chatgate.errors import DomainError
+from chatgate.errors import DomainError, StorageUnavailable
 from chatgate.http import errors
 from chatgate.http.cors import ProjectCors
 from chatgate.http.dispatch import ApiRouter
@@ -158,6 +158,8 @@ def create_app(settings: Settings) -> ASGIApp:
         exception_handlers={
             DomainError: errors.on_domain_error,
             HTTPException: errors.on_http_exception,
+            # Its own handler: Starlette re-raises what reaches the Exception handler, for the server to log.
+            StorageUnavailable: errors.on_storage_unavailable,
             Exception: errors.on_unexpected,
         },
         lifespan=lifespan,

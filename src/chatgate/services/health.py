@@ -12,6 +12,7 @@ import asyncio
 import logging
 from dataclasses import dataclass
 
+from chatgate.errors import StorageUnavailable
 from chatgate.services.context import ServiceContext
 
 PING_TIMEOUT_SECONDS = 2.0
@@ -51,5 +52,7 @@ class HealthService:
 def _why(exc: Exception) -> str:
     if isinstance(exc, TimeoutError):
         return "no answer within the ping timeout"
+    if isinstance(exc, StorageUnavailable):
+        return exc.reason
     lines = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__

@@ -19,10 +19,21 @@ import asyncpg
 import orjson
 from sqlalchemy.engine import make_url
 
+from chatgate.errors import StorageUnavailable
 from chatgate.storage.repositories import Store
 from chatgate.storage.sql import PostgresSql
 
 WARM_UP_SECONDS = 5
+# A request waits no longer than this for a new connection (asyncpg's default is 60 s).
+CONNECT_TIMEOUT_SECONDS = 10
+# What a connection lost mid-statement raises, as opposed to a statement the database refused.
+CONNECTION_LOST = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    asyncpg.CannotConnectNowError,
+    ConnectionError,
+)
 
 
 @dataclass(frozen=True)
@@ -62,7 +73,12 @@ class PostgresStorage:
         if self._pool is None:
             # No floor of kept connections: asyncpg would log a traceback each time it failed to restore it.
             self._pool = await asyncpg.create_pool(
-                self.dsn, min_size=0, max_size=self.pool_size, init=_init_connection, max_inactive_connection_lifetime=0
+                self.dsn,
+                min_size=0,
+                max_size=self.pool_size,
+                init=_init_connection,
+                max_inactive_connection_lifetime=0,
+                timeout=CONNECT_TIMEOUT_SECONDS,
             )
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(WARM_UP_SECONDS):
@@ -70,13 +86,30 @@ class PostgresStorage:
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[Store]:
-        async with self._pool.acquire() as connection:
+        try:
+            connection = await self._pool.acquire()
+        except Exception as exc:  # no connection to be had: the database is away, not the request at fault
+            raise StorageUnavailable(exc) from exc
+        try:
             yield Store(PostgresSql(connection))
+        except CONNECTION_LOST as exc:
+            raise StorageUnavailable(exc) from exc
+        finally:
+            await self._pool.release(connection)
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[Store]:
-        async with self._pool.acquire() as connection, connection.transaction():
-            yield Store(PostgresSql(connection))
+        try:
+            connection = await self._pool.acquire()
+        except Exception as exc:  # as in read()
+            raise StorageUnavailable(exc) from exc
+        try:
+            async with connection.transaction():
+                yield Store(PostgresSql(connection))
+        except CONNECTION_LOST as exc:
+            raise StorageUnavailable(exc) from exc
+        finally:
+            await self._pool.release(connection)
 
     async def ping(self) -> None:
         async with self.read() as tx:
