@@ -127,6 +127,32 @@ def redis_url() -> str:
     return REDIS_URL
 
 
+@dataclass
+class ScratchDatabase:
+    """A PostgreSQL database of one test's own, which it may break (make unreachable, half-migrate)."""
+
+    admin: Engine
+    name: str
+    url: str
+
+
+@pytest.fixture
+def scratch_postgres() -> Iterator[ScratchDatabase]:
+    if not POSTGRES_URL:
+        pytest.skip("needs CHATGATE_TEST_POSTGRES_URL")
+    admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    name = f"chatgate_scratch_{secrets.token_hex(4)}"
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield ScratchDatabase(admin, name, admin.url.set(database=name).render_as_string(hide_password=False))
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true'))
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"])
 def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     database_url = request.getfixturevalue("postgres_database") if request.param == "postgresql" else None

@@ -173,3 +173,19 @@ class RateLimited(DomainError):
 
     def extra(self) -> dict[str, object]:
         return {"retryAfter": self.retry_after}
+
+
+class StorageUnavailable(Exception):
+    """The database cannot be reached right now: neither a refusal of the request nor a bug.
+
+    Answered 503 ``database_unavailable`` and logged in one line, without a
+    traceback; ``reason`` says what the driver said, for the log only.
+    """
+
+    status, code = 503, "database_unavailable"
+    message = "The database cannot be reached right now; try again shortly."
+
+    def __init__(self, cause: BaseException) -> None:
+        lines = str(cause).strip().splitlines()
+        self.reason = f"{type(cause).__name__}: {lines[0]}" if lines else type(cause).__name__
+        super().__init__(self.reason)

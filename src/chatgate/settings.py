@@ -15,6 +15,9 @@ class SettingsError(ValueError):
 
 
 DEFAULT_RATE_RULES = "signin_account=10/300,signin_ip=60/60,signup_ip=20/3600,anonymous_ip=60/60"
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
+TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
+FALSE_WORDS = frozenset({"0", "false", "no", "off"})
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,11 @@ class Settings:
     password_hash_concurrency: int = 2
     header_timeout_seconds: int = 10
     keepalive_timeout_seconds: int = 5
+    workers: int = 1
+    log_level: str = "info"
+    migrate_on_start: bool = True
+    metrics: bool = False
+    metrics_token: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -45,10 +53,14 @@ class Settings:
         public_url = (env.get("CHATGATE_PUBLIC_URL") or "http://127.0.0.1:8000").rstrip("/")
         if not public_url.startswith(("http://", "https://")):
             raise SettingsError("CHATGATE_PUBLIC_URL must start with http:// or https://")
-        server_key = env.get("CHATGATE_SERVER_KEY")
-        key_bytes = bytes.fromhex(server_key) if server_key else None
-        if key_bytes is not None and len(key_bytes) < 32:
-            raise SettingsError("CHATGATE_SERVER_KEY must be at least 32 bytes of hex")
+        key_bytes = _server_key(env.get("CHATGATE_SERVER_KEY"))
+        try:
+            rate_rules = parse_rate_rules(DEFAULT_RATE_RULES + "," + env.get("CHATGATE_RATE_LIMITS", ""))
+        except ValueError as exc:
+            raise SettingsError(f"CHATGATE_RATE_LIMITS: {exc}") from exc
+        log_level = (env.get("CHATGATE_LOG_LEVEL") or "info").lower()
+        if log_level not in LOG_LEVELS:
+            raise SettingsError(f"CHATGATE_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, not {log_level!r}")
         return cls(
             data_dir=data_dir,
             database_url=database_url,
@@ -59,13 +71,41 @@ class Settings:
             session_ttl_seconds=_int(env, "CHATGATE_SESSION_TTL_SECONDS", 30 * 24 * 3600),
             staff_session_ttl_seconds=_int(env, "CHATGATE_STAFF_SESSION_TTL_SECONDS", 7 * 24 * 3600),
             max_body_bytes=_int(env, "CHATGATE_MAX_BODY_BYTES", 64 * 1024),
-            rate_rules=parse_rate_rules(DEFAULT_RATE_RULES + "," + env.get("CHATGATE_RATE_LIMITS", "")),
+            rate_rules=rate_rules,
             trusted_proxies=tuple(p.strip() for p in env.get("CHATGATE_TRUSTED_PROXIES", "").split(",") if p.strip()),
             db_pool_size=_int(env, "CHATGATE_DB_POOL_SIZE", 8),
             password_hash_concurrency=_int(env, "CHATGATE_PASSWORD_HASH_CONCURRENCY", os.cpu_count() or 2),
             header_timeout_seconds=_int(env, "CHATGATE_HEADER_TIMEOUT_SECONDS", 10),
             keepalive_timeout_seconds=_int(env, "CHATGATE_KEEPALIVE_TIMEOUT_SECONDS", 5),
+            workers=_int(env, "CHATGATE_WORKERS", 1),
+            log_level=log_level,
+            migrate_on_start=_bool(env, "CHATGATE_MIGRATE_ON_START", True),
+            metrics=_bool(env, "CHATGATE_METRICS", False),
+            metrics_token=env.get("CHATGATE_METRICS_TOKEN") or None,
         )
+
+
+def _server_key(raw: str | None) -> bytes | None:
+    if not raw:
+        return None
+    try:
+        key = bytes.fromhex(raw.strip())
+    except ValueError:
+        raise SettingsError("CHATGATE_SERVER_KEY must be hexadecimal (64 or more hex characters)") from None
+    if len(key) < 32:
+        raise SettingsError("CHATGATE_SERVER_KEY must be at least 32 bytes of hex")
+    return key
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = (env.get(name) or "").strip().lower()
+    if raw == "":
+        return default
+    if raw in TRUE_WORDS:
+        return True
+    if raw in FALSE_WORDS:
+        return False
+    raise SettingsError(f"{name} must be one of 1, true, yes, on or 0, false, no, off, not {raw!r}")
 
 
 def _int(env: Mapping[str, str], name: str, default: int) -> int:

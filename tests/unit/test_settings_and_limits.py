@@ -32,3 +32,23 @@ def test_settings_from_env(tmp_path: object) -> None:
         Settings.from_env({"CHATGATE_DATABASE_URL": "mysql://x"})
     with pytest.raises(SettingsError):
         Settings.from_env({"CHATGATE_SERVER_KEY": "abcd"})
+
+
+def test_operating_settings_from_env() -> None:
+    defaults = Settings.from_env({"CHATGATE_DATA_DIR": "/tmp/cg-x"})
+    assert (defaults.migrate_on_start, defaults.metrics, defaults.metrics_token) == (True, False, None)
+    assert (defaults.workers, defaults.log_level) == (1, "info")
+    chosen = Settings.from_env(
+        {
+            "CHATGATE_MIGRATE_ON_START": "off",
+            "CHATGATE_METRICS": "Yes",
+            "CHATGATE_METRICS_TOKEN": "t0k3n",
+            "CHATGATE_WORKERS": "4",
+            "CHATGATE_LOG_LEVEL": "WARNING",
+        }
+    )
+    assert (chosen.migrate_on_start, chosen.metrics, chosen.metrics_token) == (False, True, "t0k3n")
+    assert (chosen.workers, chosen.log_level) == (4, "warning")
+    for name, value in (("CHATGATE_METRICS", "sometimes"), ("CHATGATE_WORKERS", "0"), ("CHATGATE_LOG_LEVEL", "loud")):
+        with pytest.raises(SettingsError, match=name):
+            Settings.from_env({name: value})

@@ -64,6 +64,7 @@ class ApiRouter:
             await self._fallback(scope, receive, send)
             return
         endpoint, scope["path_params"] = found
+        scope["route"] = endpoint  # as Starlette's router leaves its Route: per-route metrics read its path
         request = Request(scope, receive)
         response: Response
         try:

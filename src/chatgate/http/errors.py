@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
+import time
 
 import orjson
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from chatgate.errors import DomainError, MethodNotAllowed, NotFound, PayloadTooLarge, RateLimited
+from chatgate.errors import DomainError, MethodNotAllowed, NotFound, PayloadTooLarge, RateLimited, StorageUnavailable
 
 log = logging.getLogger("chatgate")
 
@@ -54,7 +55,33 @@ async def on_http_exception(_request: Request, exc: Exception) -> Response:
     return error_response(mapped)
 
 
+# During an outage every request fails alike: one log line per this many seconds says so.
+UNAVAILABLE_LOG_EVERY_SECONDS = 10.0
+_unavailable_logged_at = -UNAVAILABLE_LOG_EVERY_SECONDS
+
+
+def unavailable(exc: StorageUnavailable) -> Response:
+    global _unavailable_logged_at
+    now = time.monotonic()
+    if now - _unavailable_logged_at >= UNAVAILABLE_LOG_EVERY_SECONDS:
+        _unavailable_logged_at = now
+        log.warning("database unavailable, answering 503: %s", exc.reason)
+    return Response(
+        error_body(exc.code, exc.message),
+        status_code=exc.status,
+        media_type="application/json",
+        headers={"Cache-Control": "no-store", "Retry-After": "5"},
+    )
+
+
+async def on_storage_unavailable(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StorageUnavailable)
+    return unavailable(exc)
+
+
 async def on_unexpected(_request: Request, exc: Exception) -> Response:
+    if isinstance(exc, StorageUnavailable):
+        return unavailable(exc)
     # A bug: log it with its traceback, answer without internals.
     log.exception("unhandled error", exc_info=exc)
     return Response(

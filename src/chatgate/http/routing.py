@@ -63,7 +63,12 @@ def starlette_routes(endpoints: Sequence[Endpoint]) -> list[Route]:
 
 # Routes outside the JSON API, listed so the document names every route the server answers.
 PAGES: tuple[tuple[str, str, str, str], ...] = (
-    ("/healthz", 'Liveness: {"status": "ok"} once the server can serve', "application/json", "system"),
+    (
+        "/healthz",
+        'Health: {"status": "ok"}, or 503 {"status": "unavailable", "reason": "database unreachable"}',
+        "application/json",
+        "system",
+    ),
     ("/", "Chat page of the default project; ?externalAuthCode=… signs the visitor in", "text/html", "pages"),
     ("/p/{pid}/", "Chat page of a project; ?externalAuthCode=… signs the visitor in", "text/html", "pages"),
     ("/widget.js", "The embeddable widget (data-external-auth-code, data-project)", "application/javascript", "pages"),
@@ -72,7 +77,17 @@ PAGES: tuple[tuple[str, str, str, str], ...] = (
 )
 
 
-def openapi_document(endpoints: Sequence[Endpoint], public_url: str, version: str) -> dict[str, Any]:
+METRICS_PAGE = (
+    "/metrics",
+    "Prometheus metrics (CHATGATE_METRICS): a bearer token, or this machine only",
+    "text/plain",
+    "system",
+)
+
+
+def openapi_document(
+    endpoints: Sequence[Endpoint], public_url: str, version: str, *, metrics_page: bool = False
+) -> dict[str, Any]:
     schemas: dict[str, Any] = {}
 
     def ref(model: type[BaseModel]) -> dict[str, str]:
@@ -118,7 +133,7 @@ def openapi_document(endpoints: Sequence[Endpoint], public_url: str, version: st
                 "content": {"application/json": {"schema": error_ref}},
             }
         paths.setdefault(_openapi_path(e.path), {})[e.method.lower()] = operation
-    for path, summary, media_type, tag in PAGES:
+    for path, summary, media_type, tag in (*PAGES, METRICS_PAGE) if metrics_page else PAGES:
         operation = {
             "summary": summary,
             "tags": [tag],

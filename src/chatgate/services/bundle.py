@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from chatgate.services.context import ServiceContext
 from chatgate.services.directory import DirectoryService
 from chatgate.services.end_user_auth import EndUserAuthService
+from chatgate.services.health import HealthService
 from chatgate.services.keys import KeyService
 from chatgate.services.maintenance import MaintenanceService
 from chatgate.services.projects import ProjectService
@@ -24,6 +25,7 @@ class Services:
     end_users: EndUserAuthService
     directory: DirectoryService
     maintenance: MaintenanceService
+    health: HealthService
 
     @classmethod
     def build(cls, ctx: ServiceContext) -> Services:
@@ -38,4 +40,5 @@ class Services:
             end_users=EndUserAuthService(ctx, sessions, keys),
             directory=DirectoryService(ctx),
             maintenance=MaintenanceService(ctx),
+            health=HealthService(ctx),
         )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -14,6 +14,7 @@ from chatgate.domain.ids import new_id
 from chatgate.domain.models import AuditEvent, SessionKind
 from chatgate.services.ports import Storage, Transaction
 from chatgate.services.rate_limits import RateLimiter
+from chatgate.services.sign_in_metrics import NoSignInMetrics, SignInMetrics
 from chatgate.settings import Settings
 
 
@@ -30,6 +31,7 @@ class ServiceContext:
     secret_box: SecretBox
     limiter: RateLimiter
     clock: Callable[[], datetime] = utc_now
+    sign_ins: SignInMetrics = field(default_factory=NoSignInMetrics)
 
 
 @dataclass(frozen=True)

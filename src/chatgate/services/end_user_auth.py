@@ -102,6 +102,7 @@ class EndUserAuthService:
             user = await self._create(tx, project, visitor, caller, now)
             assert user is not None  # a visitor has no unique key to collide on
             session = await self.sessions.record(tx, SessionKind.END_USER, user.id, project.id, now)
+        self.ctx.sign_ins.signed_in("anonymous")
         return EndUserLogin(user, self.sessions.sign(session), True, 0)
 
     async def sign_in_with_custom_token(self, token: str, caller: Caller, anonymous_token: str | None) -> EndUserLogin:
@@ -311,6 +312,7 @@ class EndUserAuthService:
         except DomainError as refusal:
             await self._record_refusal(project.id, refusal, caller, attempt.method)
             raise
+        self.ctx.sign_ins.signed_in(attempt.method)
         return EndUserLogin(user, self.sessions.sign(session), created, merged)
 
     async def _provision(
@@ -475,6 +477,7 @@ class EndUserAuthService:
             return await tx.end_users.find(project_id, lookup)
 
     async def _record_wrong_password(self, project_id: str, user: EndUser | None, caller: Caller) -> None:
+        self.ctx.sign_ins.refused("email", "invalid_credentials")
         async with self.ctx.storage.write() as tx:
             await audit(
                 tx,
@@ -494,6 +497,7 @@ class EndUserAuthService:
             SeatLimitReached: AuditAction.SEAT_LIMIT_REACHED,
         }.get(type(refusal), AuditAction.USER_SIGNIN_FAILED)
         reason = refusal.reason if isinstance(refusal, TokenRejected) else refusal.code
+        self.ctx.sign_ins.refused(method, reason)
         async with self.ctx.storage.write() as tx:
             await audit(
                 tx, self.ctx.clock(), action, caller=caller, project_id=project_id, reason=reason, method=method

@@ -8,8 +8,10 @@ from chatgate.storage.rate_counters import DatabaseRateCounter
 from chatgate.storage.redis_counter import RedisRateCounter
 from chatgate.storage.sqlite import SqliteStorage
 
+StorageAdapter = SqliteStorage | PostgresStorage
 
-def open_storage(url: str, pool_size: int) -> SqliteStorage | PostgresStorage:
+
+def open_storage(url: str, pool_size: int) -> StorageAdapter:
     path = sqlite_path(url)
     return SqliteStorage(path) if path is not None else PostgresStorage(url, pool_size)
 

@@ -15,8 +15,11 @@ goes back to the pool without the reset round trip asyncpg makes by default.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -24,8 +27,28 @@ import asyncpg
 import orjson
 from sqlalchemy.engine import make_url
 
+from chatgate.errors import StorageUnavailable
 from chatgate.storage.repositories import Store
 from chatgate.storage.sql import PostgresSql, numbered
+
+WARM_UP_SECONDS = 5
+# A request waits no longer than this for a new connection (asyncpg's default is 60 s).
+CONNECT_TIMEOUT_SECONDS = 10
+# What a connection lost mid-statement raises, as opposed to a statement the database refused.
+CONNECTION_LOST = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    asyncpg.CannotConnectNowError,
+    ConnectionError,
+)
+
+
+@dataclass(frozen=True)
+class PoolUsage:
+    size: int  # connections open
+    idle: int
+    max_size: int
 
 
 def dsn_of(url: str) -> str:
@@ -58,24 +81,50 @@ class PostgresStorage:
         self._pool: Any = None
 
     async def start(self) -> None:
+        """Open the pool, and one connection if the database answers.
+
+        A worker that starts (or is restarted) while the database is away
+        starts all the same: it answers 503 at /healthz, and its pool connects
+        when the database is back. (``chatgate serve`` has checked the
+        database before starting any worker.)
+        """
         if self._pool is None:
+            # No floor of kept connections: asyncpg would log a traceback each time it failed to restore it.
             self._pool = await asyncpg.create_pool(
                 self.dsn,
-                min_size=1,
+                min_size=0,
                 max_size=self.pool_size,
                 init=_init_connection,
                 reset=_reset_connection,
                 max_inactive_connection_lifetime=0,
+                timeout=CONNECT_TIMEOUT_SECONDS,
             )
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(WARM_UP_SECONDS):
+                    await self.ping()
+
+    @asynccontextmanager
+    async def _connection(self) -> AsyncIterator[Any]:
+        """A pooled connection; losing the database is StorageUnavailable (503), not the request's fault."""
+        try:
+            connection = await self._pool.acquire()
+        except Exception as exc:  # no connection to be had: the database is away
+            raise StorageUnavailable(exc) from exc
+        try:
+            yield connection
+        except CONNECTION_LOST as exc:
+            raise StorageUnavailable(exc) from exc
+        finally:
+            await self._pool.release(connection)
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[Store]:
-        async with self._pool.acquire() as connection:
+        async with self._connection() as connection:
             yield Store(PostgresSql(connection))
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[Store]:
-        async with self._pool.acquire() as connection:
+        async with self._connection() as connection:
             transaction = LazyTransaction(connection)
             try:
                 yield Store(transaction)
@@ -87,12 +136,17 @@ class PostgresStorage:
     @asynccontextmanager
     async def statement(self) -> AsyncIterator[PostgresSql]:
         """For one statement that is atomic on its own (a rate count): committed as it runs, one round trip."""
-        async with self._pool.acquire() as connection:
+        async with self._connection() as connection:
             yield PostgresSql(connection)
 
     async def ping(self) -> None:
         async with self.read() as tx:
             await tx.sql.scalar("SELECT 1")
+
+    def pool_usage(self) -> PoolUsage | None:
+        if self._pool is None:
+            return None
+        return PoolUsage(self._pool.get_size(), self._pool.get_idle_size(), self._pool.get_max_size())
 
     async def close(self) -> None:
         if self._pool is not None:

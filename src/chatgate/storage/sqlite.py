@@ -102,6 +102,10 @@ class SqliteStorage:
     async def start(self) -> None:
         return None
 
+    def pool_usage(self) -> None:
+        """No pool: one reading connection and the group commit's writer."""
+        return None
+
     async def close(self) -> None:
         self._group.close()
         if self._lock is not None:
