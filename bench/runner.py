@@ -361,15 +361,20 @@ def prepare(server: Process, tmp: Path, first_logins: int) -> Fixture:
 
 
 def _argon2_worker(seconds: float, queue: Any) -> None:
+    import asyncio
+
     from chatgate.crypto.passwords import PasswordHasherPool
 
-    pool = PasswordHasherPool(1)
-    stored = pool.hash(PASSWORD)
-    count, deadline = 0, time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        pool.verify(stored, PASSWORD)
-        count += 1
-    queue.put(count)
+    async def verify_for_a_while() -> int:
+        pool = PasswordHasherPool(1)
+        stored = await pool.hash_async(PASSWORD)
+        count, deadline = 0, time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            await pool.verify_async(stored, PASSWORD)
+            count += 1
+        return count
+
+    queue.put(asyncio.run(verify_for_a_while()))
 
 
 def raw_argon2_rate(seconds: float) -> float:
