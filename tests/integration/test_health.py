@@ -56,6 +56,15 @@ def test_healthz_answers_503_while_the_database_is_gone_and_200_when_it_is_back(
             assert answer.json()["error"]["code"] == "database_unavailable"
             assert answer.headers["retry-after"] == "5"
         assert httpx.get(f"{server.url}/").status_code == 503  # a page, served by Starlette
+        # A browser on another site: its project's allowed origins cannot be read either.
+        for method in ("OPTIONS", "GET"):
+            answer = httpx.request(
+                method,
+                f"{server.url}/v1/projects/0123456789abcdef01234567/auth/me",
+                headers={"Origin": "https://shop.example", "Access-Control-Request-Method": "GET"},
+            )
+            assert answer.status_code == 503, (method, answer.text)
+            assert answer.json()["error"]["code"] == "database_unavailable"
 
         outage(scratch_postgres, on=False)
         deadline = time.monotonic() + 5

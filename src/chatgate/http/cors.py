@@ -12,8 +12,8 @@ from collections.abc import Awaitable, Callable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from chatgate.errors import Forbidden
-from chatgate.http.errors import error_response
+from chatgate.errors import Forbidden, StorageUnavailable
+from chatgate.http.errors import error_response, unavailable
 
 PROJECT_PREFIX = "/v1/projects/"
 ALLOWED_METHODS = b"GET, POST, PATCH, DELETE"
@@ -41,7 +41,11 @@ class ProjectCors:
             await self.app(scope, receive, send)
             return
         project_id = path[len(PROJECT_PREFIX) :].partition("/")[0]
-        allowed = origin.decode("latin-1") in await self.origins_of(project_id)
+        try:
+            allowed = origin.decode("latin-1") in await self.origins_of(project_id)
+        except StorageUnavailable as away:  # the database, not the request: 503, as everywhere else
+            await unavailable(away)(scope, receive, send)
+            return
         preflight = scope["method"] == "OPTIONS" and _header(scope, b"access-control-request-method") is not None
         if preflight:
             if not allowed:
