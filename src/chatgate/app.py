@@ -27,17 +27,19 @@ from chatgate.http.cors import ProjectCors
 from chatgate.http.dispatch import ApiRouter
 from chatgate.http.headers import SecurityHeaders
 from chatgate.http.limits import BodyLimit
+from chatgate.http.live_socket import live_route
 from chatgate.http.request_metrics import RequestMetrics, metrics_page
 from chatgate.http.requests import json
-from chatgate.http.routes import directory, end_users, keys, projects, staff
+from chatgate.http.routes import conversations, directory, end_users, keys, projects, staff
 from chatgate.http.routing import Endpoint, docs_page, openapi_document, starlette_routes
 from chatgate.services.bundle import Services
 from chatgate.services.context import ServiceContext
+from chatgate.services.live import LiveHub
 from chatgate.services.maintenance import EVERY_SECONDS
 from chatgate.services.rate_limits import RateLimiter
 from chatgate.services.sign_in_metrics import NoSignInMetrics, SignInMetrics
 from chatgate.settings import Settings
-from chatgate.storage.open import StorageAdapter, open_rate_counter, open_storage
+from chatgate.storage.open import StorageAdapter, open_event_feed, open_rate_counter, open_storage
 from chatgate.web import pages
 
 if TYPE_CHECKING:
@@ -62,6 +64,7 @@ def build_services(
         session_codec=SessionTokenCodec(server_keys.session_signing),
         secret_box=SecretBox(server_keys.secret_encryption),
         limiter=RateLimiter(settings.rate_rules, counter, server_keys.rate_limit_pseudonyms),
+        live=LiveHub(open_event_feed(storage)),
         sign_ins=sign_ins or NoSignInMetrics(),
     )
     return Services.build(ctx)
@@ -75,6 +78,7 @@ def api_endpoints(services: Services) -> list[Endpoint]:
         *projects.endpoints(services),
         *keys.endpoints(services),
         *directory.endpoints(services),
+        *conversations.endpoints(services),
     ]
 
 
@@ -122,6 +126,7 @@ def create_app(settings: Settings) -> ASGIApp:
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         await storage.start()
+        await services.ctx.live.start()
         # Everything loaded so far lives as long as the server: keep it out of the
         # collector, whose full passes over it took ~40 ms each (a p99 of its own).
         gc.collect()
@@ -134,6 +139,7 @@ def create_app(settings: Settings) -> ASGIApp:
         finally:
             for task in background:
                 task.cancel()
+            await services.ctx.live.close()
             await services.ctx.limiter.close()
             await storage.close()
 
@@ -156,6 +162,7 @@ def create_app(settings: Settings) -> ASGIApp:
         routes=[
             *system_routes,
             *starlette_routes(endpoints),
+            live_route(services),
             *pages.routes(services),
         ],
         exception_handlers={

@@ -119,6 +119,13 @@ def run_server(settings: Settings, host: str, port: int, workers: int, log_level
         proxy_headers=bool(settings.trusted_proxies),
         forwarded_allow_ips=list(settings.trusted_proxies) or None,
         server_header=False,
+        # WebSockets: no per-message compression (a zlib context per socket costs ~100 KiB), small
+        # frames only (a message is at most 10,000 characters), protocol pings drop dead peers.
+        ws="websockets-sansio",
+        ws_per_message_deflate=False,
+        ws_max_size=64 * 1024,
+        ws_ping_interval=20,
+        ws_ping_timeout=20,
     )
     return 0
 

@@ -97,6 +97,11 @@ class SeatLimitReached(Forbidden):
     default_message = "This project has no free seat for a new user."
 
 
+class ConversationLimitReached(Forbidden):
+    code = "conversation_limit_reached"
+    default_message = "This user has as many conversations as the server allows."
+
+
 class AuthMethodDisabled(Forbidden):
     code = "auth_method_disabled"
     default_message = "This way of signing in is turned off for the project."
@@ -115,6 +120,11 @@ class ProjectNotFound(NotFound):
 class UserNotFound(NotFound):
     code = "user_not_found"
     default_message = "No such user in this project."
+
+
+class ConversationNotFound(NotFound):
+    code = "conversation_not_found"
+    default_message = "No such conversation."
 
 
 class ApiKeyNotFound(NotFound):

@@ -14,7 +14,7 @@ class SettingsError(ValueError):
     """The environment names something Chatgate cannot run with."""
 
 
-DEFAULT_RATE_RULES = "signin_account=10/300,signin_ip=60/60,signup_ip=20/3600,anonymous_ip=60/60"
+DEFAULT_RATE_RULES = "signin_account=10/300,signin_ip=60/60,signup_ip=20/3600,anonymous_ip=60/60,message_sender=60/60"
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
 FALSE_WORDS = frozenset({"0", "false", "no", "off"})
@@ -42,6 +42,7 @@ class Settings:
     migrate_on_start: bool = True
     metrics: bool = False
     metrics_token: str | None = None
+    max_conversations_per_user: int = 1000
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -82,6 +83,7 @@ class Settings:
             migrate_on_start=_bool(env, "CHATGATE_MIGRATE_ON_START", True),
             metrics=_bool(env, "CHATGATE_METRICS", False),
             metrics_token=env.get("CHATGATE_METRICS_TOKEN") or None,
+            max_conversations_per_user=_int(env, "CHATGATE_MAX_CONVERSATIONS_PER_USER", 1000),
         )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-RULE_NAMES = frozenset({"signin_account", "signin_ip", "signup_ip", "anonymous_ip"})
+RULE_NAMES = frozenset({"signin_account", "signin_ip", "signup_ip", "anonymous_ip", "message_sender"})
 
 
 @dataclass(frozen=True)

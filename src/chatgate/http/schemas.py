@@ -127,6 +127,27 @@ class EndUserSignIn(SignIn):
 # -- responses (documentation; bodies are built by presenters.py) ---------
 
 
+class ConversationCreate(Body):
+    title: str | None = Field(default=None, max_length=1000, description="Up to 200 characters once trimmed")
+
+
+class MessageCreate(Body):
+    text: str = Field(max_length=40_000, description="1 to 10,000 characters once trimmed")
+    client_id: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=64,
+        description="Your id for this message: sending it again in the same conversation returns the first one",
+    )
+    sender_type: Literal["bot", "system"] | None = Field(
+        default=None, description="With an API key only: post as the project's bot (default) or as a system note"
+    )
+
+
+class ConversationChange(Body):
+    status: Literal["open", "closed"]
+
+
 class ErrorDetail(BaseModel):
     code: str
     message: str
@@ -240,6 +261,39 @@ class AuditEventOut(BaseModel):
 class AuditListOut(BaseModel):
     events: list[AuditEventOut]
     next_cursor: str | None
+
+
+class ConversationOut(BaseModel):
+    id: str
+    title: str | None
+    userId: str
+    status: Literal["open", "closed"]
+    createdAt: str
+    updatedAt: str
+
+
+class ConversationListOut(BaseModel):
+    conversations: list[ConversationOut]
+    next_cursor: str | None
+
+
+class SenderOut(BaseModel):
+    type: Literal["user", "agent", "bot", "system"]
+    id: str
+
+
+class MessageOut(BaseModel):
+    id: str
+    conversationId: str
+    sender: SenderOut
+    text: str
+    clientId: str | None
+    createdAt: str
+
+
+class MessageListOut(BaseModel):
+    messages: list[MessageOut]
+    has_more: bool
 
 
 class HealthOut(BaseModel):

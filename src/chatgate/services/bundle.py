@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from chatgate.services.context import ServiceContext
+from chatgate.services.conversations import ConversationService
 from chatgate.services.directory import DirectoryService
 from chatgate.services.end_user_auth import EndUserAuthService
 from chatgate.services.health import HealthService
@@ -26,6 +27,7 @@ class Services:
     directory: DirectoryService
     maintenance: MaintenanceService
     health: HealthService
+    conversations: ConversationService
 
     @classmethod
     def build(cls, ctx: ServiceContext) -> Services:
@@ -41,4 +43,5 @@ class Services:
             directory=DirectoryService(ctx),
             maintenance=MaintenanceService(ctx),
             health=HealthService(ctx),
+            conversations=ConversationService(ctx),
         )

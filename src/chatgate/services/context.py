@@ -12,6 +12,7 @@ from chatgate.crypto.secrets import SecretBox
 from chatgate.crypto.tokens import SessionTokenCodec
 from chatgate.domain.ids import new_id
 from chatgate.domain.models import AuditEvent, SessionKind
+from chatgate.services.live import LiveHub
 from chatgate.services.ports import Storage, Transaction
 from chatgate.services.rate_limits import RateLimiter
 from chatgate.services.sign_in_metrics import NoSignInMetrics, SignInMetrics
@@ -30,6 +31,7 @@ class ServiceContext:
     session_codec: SessionTokenCodec
     secret_box: SecretBox
     limiter: RateLimiter
+    live: LiveHub
     clock: Callable[[], datetime] = utc_now
     sign_ins: SignInMetrics = field(default_factory=NoSignInMetrics)
 

@@ -20,6 +20,7 @@ from chatgate.crypto import tokens
 from chatgate.crypto.compact import unverified_claims
 from chatgate.domain import dialects
 from chatgate.domain.audit import AuditAction
+from chatgate.domain.conversations import Event, EventType, conversation_view
 from chatgate.domain.identity import Lookup
 from chatgate.domain.ids import looks_like_id, new_id
 from chatgate.domain.models import CreatedVia, EndUser, NewEndUser, Project, SessionKind
@@ -368,6 +369,7 @@ class EndUserAuthService:
         """
         await tx.end_users.disable(holder.id, now)
         await tx.sessions.revoke_subject(holder.id, now)
+        await tx.events.add(_sessions_ended(project.id, holder.id, "identity_claimed"))
         if not holder.anonymous:
             await tx.projects.release_seat(project.id)
         await audit(
@@ -454,9 +456,22 @@ class EndUserAuthService:
         visitor = await tx.end_users.by_id(session.subject_id)
         if visitor is None or not visitor.anonymous or visitor.id == user.id:
             return 0
-        # Conversations are not built yet; until then a visitor owns none.
-        moved = 0
+        moved = await tx.conversations.move_all(visitor.id, user.id, now)
+        for conversation in moved:
+            await tx.events.add(
+                Event(
+                    EventType.CONVERSATION_MERGED,
+                    project.id,
+                    {
+                        "conversationId": conversation.id,
+                        "conversation": conversation_view(conversation),
+                        "fromUserId": visitor.id,
+                    },
+                    user_id=user.id,
+                )
+            )
         await tx.sessions.revoke_subject(visitor.id, now)
+        await tx.events.add(_sessions_ended(project.id, visitor.id, "merged"))
         await tx.end_users.mark_merged(visitor.id, user.id)
         await audit(
             tx,
@@ -466,9 +481,9 @@ class EndUserAuthService:
             project_id=project.id,
             subject_id=user.id,
             visitor=visitor.id,
-            conversations=moved,
+            conversations=len(moved),
         )
-        return moved
+        return len(moved)
 
     # -- reads and refusals ------------------------------------------------
 
@@ -515,3 +530,8 @@ def _forget_after(exp: float | None, leeway_seconds: int) -> datetime | None:
         return datetime.fromtimestamp(exp + leeway_seconds, UTC)
     except (OverflowError, OSError, ValueError):
         return None
+
+
+def _sessions_ended(project_id: str, user_id: str, reason: str) -> Event:
+    """Every session of the user ended: their sockets close once the transaction commits."""
+    return Event(EventType.SESSION_REVOKED, project_id, {"reason": reason}, user_id=user_id)

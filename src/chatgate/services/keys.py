@@ -26,6 +26,20 @@ class CreatedApiKey:
     key: str
 
 
+async def live_api_key(tx: Transaction, presented_key: str, now: datetime) -> ApiKey:
+    """The stored key behind ``presented_key``, unless unknown, revoked or expired (401 ``invalid_api_key``)."""
+    prefix = api_key_prefix(presented_key)
+    api_key = await tx.api_keys.by_prefix(prefix) if prefix else None
+    if (
+        api_key is None
+        or not same_hash(api_key.key_hash, hash_api_key(presented_key))
+        or api_key.revoked_at is not None
+        or (api_key.expires_at is not None and api_key.expires_at <= now)
+    ):
+        raise InvalidApiKey()
+    return api_key
+
+
 class KeyService:
     def __init__(self, ctx: ServiceContext) -> None:
         self.ctx = ctx
@@ -103,16 +117,8 @@ class KeyService:
     async def customer_settings_secret(self, presented_key: str, caller: Caller) -> str:
         """Kustomer's ``GET /v1/auth/customer/settings``: the signing secret, for a key with both roles."""
         now = self.ctx.clock()
-        prefix = api_key_prefix(presented_key)
         async with self.ctx.storage.write() as tx:
-            api_key = await tx.api_keys.by_prefix(prefix) if prefix else None
-            if (
-                api_key is None
-                or not same_hash(api_key.key_hash, hash_api_key(presented_key))
-                or api_key.revoked_at is not None
-                or (api_key.expires_at is not None and api_key.expires_at <= now)
-            ):
-                raise InvalidApiKey()
+            api_key = await live_api_key(tx, presented_key, now)
             if not set(api_key.roles) >= SECRET_READER_ROLES:
                 await audit(
                     tx,

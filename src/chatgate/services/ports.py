@@ -17,11 +17,12 @@ then refused, and counting changes nothing else.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Any, Protocol
 
+from chatgate.domain.conversations import Conversation, ConversationStatus, Event, Message, Viewer
 from chatgate.domain.identity import Lookup
 from chatgate.domain.models import (
     ApiKey,
@@ -121,6 +122,57 @@ class AuditRepository(Protocol):
     ) -> list[AuditEvent]: ...
 
 
+class ConversationRepository(Protocol):
+    async def add(self, conversation: Conversation) -> None: ...
+    async def get(self, project_id: str, conversation_id: str) -> Conversation | None: ...
+
+    async def page(
+        self,
+        project_id: str,
+        *,
+        user_id: str | None,
+        status: ConversationStatus | None,
+        updated_since: datetime | None,
+        limit: int,
+        before: str | None,
+    ) -> list[Conversation]:
+        """Newest first (by id); ``before`` is the last id of the previous page."""
+
+    async def count_for_user(self, user_id: str) -> int: ...
+    async def set_status(self, conversation_id: str, status: ConversationStatus, now: datetime) -> None: ...
+    async def touch(self, conversation_id: str, now: datetime) -> None: ...
+
+    async def move_all(self, from_user_id: str, to_user_id: str, now: datetime) -> list[Conversation]:
+        """Give every conversation of one user to another; the conversations moved, as they are now."""
+
+
+class MessageRepository(Protocol):
+    async def add_if_absent(self, message: Message) -> bool:
+        """Insert unless the conversation already holds a message with this ``client_id``; True when inserted."""
+
+    async def by_client_id(self, conversation_id: str, client_id: str) -> Message | None: ...
+
+    async def page(self, conversation_id: str, *, after: str | None, before: str | None, limit: int) -> list[Message]:
+        """Oldest first after ``after``; with only ``before``, the ``limit`` messages just before it."""
+
+
+class EventRepository(Protocol):
+    async def add(self, event: Event) -> Event:
+        """Store the event; the same event numbered with its ``seq``."""
+
+    async def since(self, viewer: Viewer, after_seq: int, limit: int) -> list[Event]:
+        """The events ``viewer`` may see after ``after_seq``, in order."""
+
+    async def after(self, after_seq: int, limit: int) -> list[Event]:
+        """Every event after ``after_seq``, in order (for the feed that follows the table)."""
+
+    async def last_seq(self) -> int: ...
+    async def oldest_seq(self) -> int | None:
+        """The oldest event still kept (older ones were pruned)."""
+
+    async def forget_before(self, moment: datetime) -> int: ...
+
+
 class Transaction(Protocol):
     """The repositories of one transaction."""
 
@@ -138,6 +190,12 @@ class Transaction(Protocol):
     def token_ids(self) -> TokenIdRepository: ...
     @property
     def audit(self) -> AuditRepository: ...
+    @property
+    def conversations(self) -> ConversationRepository: ...
+    @property
+    def messages(self) -> MessageRepository: ...
+    @property
+    def events(self) -> EventRepository: ...
 
 
 class Storage(Protocol):
@@ -171,5 +229,22 @@ class RateCounter(Protocol):
 
     async def ping(self) -> None:
         """Raise when the counts cannot be reached."""
+
+    async def close(self) -> None: ...
+
+
+class EventFeed(Protocol):
+    """Events committed by any process of the service, delivered to this one.
+
+    Adapters: PostgreSQL ``LISTEN/NOTIFY`` (the notification is sent by the
+    transaction that stores the event, so it arrives only once committed),
+    and on SQLite a reader that follows the ``events`` table.
+    """
+
+    async def start(self, deliver: Callable[[Event], Awaitable[None]]) -> None: ...
+
+    @property
+    def connected(self) -> bool:
+        """False while events from other processes may be missed (a lost listening connection)."""
 
     async def close(self) -> None: ...

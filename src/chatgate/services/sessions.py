@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from chatgate.domain.audit import AuditAction
+from chatgate.domain.conversations import Event, EventType
 from chatgate.domain.ids import new_id
 from chatgate.domain.models import Session, SessionKind
 from chatgate.errors import NotAuthenticated, TokenRejected
@@ -77,6 +78,15 @@ class SessionService:
         now = self.ctx.clock()
         async with self.ctx.storage.write() as tx:
             await tx.sessions.revoke(principal.session_id, now)
+            # Its open sockets close (on every process) once this commits.
+            await tx.events.add(
+                Event(
+                    EventType.SESSION_REVOKED,
+                    principal.project_id,
+                    {"reason": "logout"},
+                    session_id=principal.session_id,
+                )
+            )
             await audit(
                 tx,
                 now,

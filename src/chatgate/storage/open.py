@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from chatgate.storage.engine import sqlite_path
+from chatgate.storage.event_feeds import PostgresEventFeed, SqliteEventFeed
 from chatgate.storage.postgres import PostgresStorage
 from chatgate.storage.rate_counters import DatabaseRateCounter
 from chatgate.storage.redis_counter import RedisRateCounter
@@ -21,3 +22,8 @@ def open_rate_counter(
 ) -> RedisRateCounter | DatabaseRateCounter:
     """Redis when it is configured, else the database every process already shares."""
     return RedisRateCounter(redis_url, namespace) if redis_url else DatabaseRateCounter(storage)
+
+
+def open_event_feed(storage: StorageAdapter) -> SqliteEventFeed | PostgresEventFeed:
+    """How this process hears of the events other processes commit."""
+    return SqliteEventFeed(storage) if isinstance(storage, SqliteStorage) else PostgresEventFeed(storage)

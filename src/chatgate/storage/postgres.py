@@ -28,7 +28,7 @@ import orjson
 from sqlalchemy.engine import make_url
 
 from chatgate.errors import StorageUnavailable
-from chatgate.storage.repositories import Store
+from chatgate.storage.repositories import CommitHook, Store
 from chatgate.storage.sql import PostgresSql, numbered
 
 WARM_UP_SECONDS = 5
@@ -79,6 +79,7 @@ class PostgresStorage:
         self.dsn = dsn_of(url)
         self.pool_size = pool_size
         self._pool: Any = None
+        self.committed = CommitHook()
 
     async def start(self) -> None:
         """Open the pool, and one connection if the database answers.
@@ -126,12 +127,14 @@ class PostgresStorage:
     async def write(self) -> AsyncIterator[Store]:
         async with self._connection() as connection:
             transaction = LazyTransaction(connection)
+            store = Store(transaction)
             try:
-                yield Store(transaction)
+                yield store
             except BaseException:
                 await transaction.roll_back()
                 raise
             await transaction.commit()
+        self.committed.publish(store.events.added)
 
     @asynccontextmanager
     async def statement(self) -> AsyncIterator[PostgresSql]:

@@ -8,10 +8,11 @@ limit is a conditional UPDATE on a counter row.
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from chatgate.domain.conversations import Event
 from chatgate.domain.identity import Lookup
 from chatgate.domain.models import (
     ApiKey,
@@ -26,6 +27,7 @@ from chatgate.domain.models import (
     SessionKind,
     StaffAccount,
 )
+from chatgate.storage.conversation_repos import ConversationRepo, EventRepo, MessageRepo
 from chatgate.storage.sql import Sql
 
 
@@ -562,6 +564,21 @@ class RateCounterRepo(_Repo):
         return await self.sql.run("DELETE FROM rate_counters WHERE window_end <= :now", now=now)
 
 
+class CommitHook:
+    """Where a committed transaction's events go in this process (the live hub), set at wiring."""
+
+    def __init__(self) -> None:
+        self._receivers: list[Callable[[list[Event]], None]] = []
+
+    def connect(self, receiver: Callable[[list[Event]], None]) -> None:
+        self._receivers.append(receiver)
+
+    def publish(self, events: list[Event]) -> None:
+        if events:
+            for receiver in self._receivers:
+                receiver(events)
+
+
 class Store:
     """The repositories of one transaction: what ``chatgate.services.ports.Transaction`` asks for."""
 
@@ -574,3 +591,6 @@ class Store:
         self.api_keys = ApiKeyRepo(sql)
         self.token_ids = TokenIdRepo(sql)
         self.audit = AuditRepo(sql)
+        self.conversations = ConversationRepo(sql)
+        self.messages = MessageRepo(sql)
+        self.events = EventRepo(sql)

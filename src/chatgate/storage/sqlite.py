@@ -17,7 +17,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from chatgate.storage.group_commit import GroupCommit
-from chatgate.storage.repositories import Store
+from chatgate.storage.repositories import CommitHook, Store
 from chatgate.storage.sql import SqliteSql
 
 
@@ -76,6 +76,7 @@ class SqliteStorage:
         self._reader: sqlite3.Connection | None = None
         self._lock = SqliteWriterLock(path) if path != ":memory:" else None
         self._group = GroupCommit(lambda: connect(path), self._lock)
+        self.committed = CommitHook()
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[Store]:
@@ -87,7 +88,9 @@ class SqliteStorage:
     @asynccontextmanager
     async def write(self) -> AsyncIterator[Store]:
         async with self._group.unit() as connection:
-            yield Store(SqliteSql(connection))
+            store = Store(SqliteSql(connection))
+            yield store
+        self.committed.publish(store.events.added)
 
     @asynccontextmanager
     async def statement(self) -> AsyncIterator[SqliteSql]:

@@ -207,4 +207,52 @@ rate_counters = Table(
     Column("hits", Integer, nullable=False),
 )
 
+# An end user's conversations; staff of the project see them all. Ids sort by creation.
+conversations = Table(
+    "conversations",
+    metadata,
+    _id(primary_key=True),
+    _id("project_id", ForeignKey("projects.id", ondelete="CASCADE"), nullable=False),
+    _id("user_id", ForeignKey("end_users.id", ondelete="CASCADE"), nullable=False),
+    Column("title", String(200), nullable=True),
+    Column("status", String(8), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Index(None, "project_id", "user_id", "id"),
+    Index(None, "project_id", "id"),
+)
+
+# The unique (conversation, client_id) is what makes a resent message return the first one.
+messages = Table(
+    "messages",
+    metadata,
+    _id(primary_key=True),
+    _id("conversation_id", ForeignKey("conversations.id", ondelete="CASCADE"), nullable=False),
+    _id("project_id", nullable=False),
+    Column("sender_type", String(8), nullable=False),
+    _id("sender_id", nullable=False),
+    Column("text", String(10_000), nullable=False),
+    Column("client_id", String(64), nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    UniqueConstraint("conversation_id", "client_id"),
+    Index(None, "conversation_id", "id"),
+)
+
+# What was pushed to devices, kept a while so a reconnecting client can ask for what it missed.
+# Written in the transaction of the change it reports.
+events = Table(
+    "events",
+    metadata,
+    Column("seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    _id("project_id", nullable=True),  # None: a staff session's end, which is no project's
+    Column("type", String(32), nullable=False),
+    _id("user_id", nullable=True),
+    _id("session_id", nullable=True),
+    Column("payload", JSON, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Index(None, "project_id", "seq"),
+    Index(None, "user_id", "seq"),
+    sqlite_autoincrement=True,
+)
+
 __all__ = ["metadata"]

@@ -1,0 +1,279 @@
+"""Conversations, messages and the event log: the SQL, for both adapters."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from chatgate.domain.conversations import (
+    Conversation,
+    ConversationStatus,
+    Event,
+    EventType,
+    Message,
+    SenderType,
+    Viewer,
+)
+from chatgate.storage.sql import Sql
+
+# A NOTIFY payload must stay under 8,000 bytes; a larger event is announced by its seq alone
+# and read back from the table by the listener.
+NOTIFY_CHANNEL = "chatgate_events"
+MAX_NOTIFY_BYTES = 7_000
+
+
+class ConversationRepo:
+    def __init__(self, sql: Sql) -> None:
+        self.sql = sql
+
+    async def add(self, c: Conversation) -> None:
+        await self.sql.run(
+            "INSERT INTO conversations (id, project_id, user_id, title, status, created_at, updated_at)"
+            " VALUES (:id, :project_id, :user_id, :title, :status, :created_at, :updated_at)",
+            id=c.id,
+            project_id=c.project_id,
+            user_id=c.user_id,
+            title=c.title,
+            status=c.status.value,
+            created_at=c.created_at,
+            updated_at=c.updated_at,
+        )
+
+    async def get(self, project_id: str, conversation_id: str) -> Conversation | None:
+        row = await self.sql.one(
+            "SELECT * FROM conversations WHERE id = :id AND project_id = :p", id=conversation_id, p=project_id
+        )
+        return self._conversation(row) if row else None
+
+    async def page(
+        self,
+        project_id: str,
+        *,
+        user_id: str | None,
+        status: ConversationStatus | None,
+        updated_since: datetime | None,
+        limit: int,
+        before: str | None,
+    ) -> list[Conversation]:
+        where = ["project_id = :p"]
+        params: dict[str, Any] = {"p": project_id, "limit": limit}
+        if user_id is not None:
+            where.append("user_id = :u")
+            params["u"] = user_id
+        if status is not None:
+            where.append("status = :status")
+            params["status"] = status.value
+        if updated_since is not None:
+            where.append("updated_at >= :since")
+            params["since"] = updated_since
+        if before is not None:
+            where.append("id < :before")
+            params["before"] = before
+        rows = await self.sql.all(
+            f"SELECT * FROM conversations WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT :limit",  # noqa: S608
+            **params,
+        )
+        return [self._conversation(r) for r in rows]
+
+    async def count_for_user(self, user_id: str) -> int:
+        return int(await self.sql.scalar("SELECT COUNT(*) FROM conversations WHERE user_id = :u", u=user_id))
+
+    async def set_status(self, conversation_id: str, status: ConversationStatus, now: datetime) -> None:
+        await self.sql.run(
+            "UPDATE conversations SET status = :status, updated_at = :now WHERE id = :id",
+            status=status.value,
+            now=now,
+            id=conversation_id,
+        )
+
+    async def touch(self, conversation_id: str, now: datetime) -> None:
+        await self.sql.run("UPDATE conversations SET updated_at = :now WHERE id = :id", now=now, id=conversation_id)
+
+    async def move_all(self, from_user_id: str, to_user_id: str, now: datetime) -> list[Conversation]:
+        rows = await self.sql.all(
+            "UPDATE conversations SET user_id = :to, updated_at = :now WHERE user_id = :from RETURNING *",
+            to=to_user_id,
+            now=now,
+            **{"from": from_user_id},
+        )
+        return sorted((self._conversation(r) for r in rows), key=lambda c: c.id)
+
+    def _conversation(self, r: dict[str, Any]) -> Conversation:
+        when = self.sql.when
+        return Conversation(
+            r["id"],
+            r["project_id"],
+            r["user_id"],
+            r["title"],
+            ConversationStatus(r["status"]),
+            when(r["created_at"]),  # type: ignore[arg-type]
+            when(r["updated_at"]),  # type: ignore[arg-type]
+        )
+
+
+class MessageRepo:
+    def __init__(self, sql: Sql) -> None:
+        self.sql = sql
+
+    async def add_if_absent(self, m: Message) -> bool:
+        inserted = await self.sql.one(
+            "INSERT INTO messages (id, conversation_id, project_id, sender_type, sender_id, text, client_id,"
+            " created_at) VALUES (:id, :conversation_id, :project_id, :sender_type, :sender_id, :text, :client_id,"
+            " :created_at) ON CONFLICT DO NOTHING RETURNING id",
+            id=m.id,
+            conversation_id=m.conversation_id,
+            project_id=m.project_id,
+            sender_type=m.sender_type.value,
+            sender_id=m.sender_id,
+            text=m.text,
+            client_id=m.client_id,
+            created_at=m.created_at,
+        )
+        return inserted is not None
+
+    async def by_client_id(self, conversation_id: str, client_id: str) -> Message | None:
+        row = await self.sql.one(
+            "SELECT * FROM messages WHERE conversation_id = :c AND client_id = :client_id",
+            c=conversation_id,
+            client_id=client_id,
+        )
+        return self._message(row) if row else None
+
+    async def page(self, conversation_id: str, *, after: str | None, before: str | None, limit: int) -> list[Message]:
+        where = ["conversation_id = :c"]
+        params: dict[str, Any] = {"c": conversation_id, "limit": limit}
+        if after is not None:
+            where.append("id > :after")
+            params["after"] = after
+        if before is not None:
+            where.append("id < :before")
+            params["before"] = before
+        clause = " AND ".join(where)
+        if before is not None and after is None:
+            # The page just before ``before``: read backwards, answer oldest first.
+            rows = await self.sql.all(
+                f"SELECT * FROM messages WHERE {clause} ORDER BY id DESC LIMIT :limit",  # noqa: S608
+                **params,
+            )
+            rows.reverse()
+        else:
+            rows = await self.sql.all(
+                f"SELECT * FROM messages WHERE {clause} ORDER BY id LIMIT :limit",  # noqa: S608
+                **params,
+            )
+        return [self._message(r) for r in rows]
+
+    def _message(self, r: dict[str, Any]) -> Message:
+        return Message(
+            r["id"],
+            r["conversation_id"],
+            r["project_id"],
+            SenderType(r["sender_type"]),
+            r["sender_id"],
+            r["text"],
+            r["client_id"],
+            self.sql.when(r["created_at"]),  # type: ignore[arg-type]
+        )
+
+
+class EventRepo:
+    def __init__(self, sql: Sql) -> None:
+        self.sql = sql
+        self.added: list[Event] = []  # handed to this process's sockets once the transaction commits
+
+    async def add(self, event: Event) -> Event:
+        params = {
+            "project_id": event.project_id,
+            "type": event.type.value,
+            "user_id": event.user_id,
+            "session_id": event.session_id,
+            "payload": event.payload,
+            "created_at": datetime.now(UTC),
+        }
+        insert = (
+            "INSERT INTO events (project_id, type, user_id, session_id, payload, created_at)"
+            " VALUES (:project_id, :type, :user_id, :session_id, :payload, :created_at) RETURNING seq"
+        )
+        if self.sql.dialect != "postgresql":
+            return self._added(event.numbered(int(await self.sql.scalar(insert, **params))))
+        # One round trip: store, and notify the listeners once the transaction commits.
+        note = orjson.dumps(_wire(event)).decode()
+        seq = await self.sql.scalar(
+            f"WITH e AS ({insert}) SELECT e.seq FROM e,"  # noqa: S608
+            f" LATERAL (SELECT pg_notify('{NOTIFY_CHANNEL}', e.seq::text || ' ' || :note)) AS sent",
+            note=note if len(note) <= MAX_NOTIFY_BYTES else "",
+            **params,
+        )
+        return self._added(event.numbered(int(seq)))
+
+    def _added(self, event: Event) -> Event:
+        self.added.append(event)
+        return event
+
+    async def since(self, viewer: Viewer, after_seq: int, limit: int) -> list[Event]:
+        if viewer.end_user_id is None:
+            audience, params = "session_id IS NULL OR session_id = :s", {"s": viewer.session_id}
+        else:
+            audience = "user_id = :u AND (session_id IS NULL OR session_id = :s)"
+            params = {"u": viewer.end_user_id, "s": viewer.session_id}
+        rows = await self.sql.all(
+            "SELECT * FROM events WHERE project_id = :p AND seq > :after AND type <> :internal"  # noqa: S608
+            f" AND ({audience}) ORDER BY seq LIMIT :limit",
+            p=viewer.project_id,
+            after=after_seq,
+            internal=EventType.PROJECT_CHANGED.value,
+            limit=limit,
+            **params,
+        )
+        return [self._event(r) for r in rows]
+
+    async def after(self, after_seq: int, limit: int) -> list[Event]:
+        rows = await self.sql.all(
+            "SELECT * FROM events WHERE seq > :after ORDER BY seq LIMIT :limit", after=after_seq, limit=limit
+        )
+        return [self._event(r) for r in rows]
+
+    async def last_seq(self) -> int:
+        return int(await self.sql.scalar("SELECT COALESCE(MAX(seq), 0) FROM events") or 0)
+
+    async def oldest_seq(self) -> int | None:
+        value = await self.sql.scalar("SELECT MIN(seq) FROM events")
+        return int(value) if value is not None else None
+
+    async def forget_before(self, moment: datetime) -> int:
+        return await self.sql.run("DELETE FROM events WHERE created_at < :moment", moment=moment)
+
+    def _event(self, r: dict[str, Any]) -> Event:
+        return Event(
+            EventType(r["type"]),
+            r["project_id"],
+            dict(self.sql.document(r["payload"])),
+            r["user_id"],
+            r["session_id"],
+            int(r["seq"]),
+        )
+
+
+def _wire(event: Event) -> dict[str, Any]:
+    """An event as a NOTIFY carries it (without its seq, which the database adds)."""
+    return {
+        "type": event.type.value,
+        "project_id": event.project_id,
+        "user_id": event.user_id,
+        "session_id": event.session_id,
+        "payload": event.payload,
+    }
+
+
+def event_from_notice(text: str) -> tuple[int, Event | None]:
+    """A NOTIFY payload: the seq, and the event unless it was too large to travel (then read it by seq)."""
+    seq_text, _, body = text.partition(" ")
+    seq = int(seq_text)
+    if not body:
+        return seq, None
+    data = orjson.loads(body)
+    return seq, Event(
+        EventType(data["type"]), data["project_id"], data["payload"], data["user_id"], data["session_id"], seq
+    )
