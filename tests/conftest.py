@@ -30,7 +30,7 @@ pytest_plugins = ["browser_fixtures"]
 ROOT = Path(__file__).resolve().parent.parent
 POSTGRES_URL = os.environ.get("CHATGATE_TEST_POSTGRES_URL")
 REDIS_URL = os.environ.get("CHATGATE_TEST_REDIS_URL")
-RELAXED_RATES = "signin_account=0/1,signin_ip=0/1,signup_ip=0/1,anonymous_ip=0/1"
+RELAXED_RATES = "signin_account=0/1,signin_ip=0/1,signup_ip=0/1,anonymous_ip=0/1,message_sender=0/1"
 PASSWORD = "a sturdy passphrase 42"
 
 

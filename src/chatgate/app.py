@@ -36,10 +36,12 @@ from chatgate.services.bundle import Services
 from chatgate.services.context import ServiceContext
 from chatgate.services.live import LiveHub
 from chatgate.services.maintenance import EVERY_SECONDS
+from chatgate.services.project_cache import ProjectCache
 from chatgate.services.rate_limits import RateLimiter
 from chatgate.services.sign_in_metrics import NoSignInMetrics, SignInMetrics
 from chatgate.settings import Settings
 from chatgate.storage.open import StorageAdapter, open_event_feed, open_rate_counter, open_storage
+from chatgate.storage.sqlite import SqliteStorage
 from chatgate.web import pages
 
 if TYPE_CHECKING:
@@ -57,6 +59,7 @@ def build_services(
     server_keys = ServerKeys.from_master(master)
     storage = storage or open_storage(settings.database_url, settings.db_pool_size)
     counter = open_rate_counter(settings.redis_url, storage, server_keys.redis_namespace)
+    live = LiveHub(open_event_feed(storage))
     ctx = ServiceContext(
         settings=settings,
         storage=storage,
@@ -64,7 +67,8 @@ def build_services(
         session_codec=SessionTokenCodec(server_keys.session_signing),
         secret_box=SecretBox(server_keys.secret_encryption),
         limiter=RateLimiter(settings.rate_rules, counter, server_keys.rate_limit_pseudonyms),
-        live=LiveHub(open_event_feed(storage)),
+        live=live,
+        projects=ProjectCache(storage, live, enabled=not isinstance(storage, SqliteStorage)),
         sign_ins=sign_ins or NoSignInMetrics(),
     )
     return Services.build(ctx)

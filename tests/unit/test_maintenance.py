@@ -41,13 +41,22 @@ def test_prune_forgets_only_what_expired(tmp_path: Path) -> None:
                     rule=rule,
                     end=int(window_end),
                 )
+            for seq, age in ((1, timedelta(hours=25)), (2, timedelta(hours=23))):
+                await tx.sql.run(
+                    "INSERT INTO events (seq, project_id, type, payload, created_at)"
+                    " VALUES (:seq, :p, 'message.created', '{}', :at)",
+                    seq=seq,
+                    p=PROJECT,
+                    at=now - age,
+                )
         pruned = await services.maintenance.prune()
-        assert (pruned.sessions, pruned.token_ids, pruned.rate_counts) == (1, 1, 1)
+        assert (pruned.sessions, pruned.token_ids, pruned.rate_counts, pruned.events) == (1, 1, 1, 1)
         async with storage.write() as tx:
             assert await tx.sessions.get(live.id) is not None
             assert not await tx.token_ids.consume(PROJECT, "fresh", None)
             assert await tx.token_ids.consume(PROJECT, "old", None)
             assert await tx.sql.scalar("SELECT rule FROM rate_counters") == "signup_ip"
+            assert await tx.events.oldest_seq() == 2
         await storage.close()
 
     run_async(scenario())

@@ -83,6 +83,10 @@ def _customer_login(project: Project, claims: dict[str, Any], now: float) -> dia
     return dialects.customer_login(claims, now, settings["max_token_age_seconds"], settings["leeway_seconds"])
 
 
+# Refusals that a newer signing secret could turn into an acceptance.
+KEY_REASONS = frozenset({"bad_signature", "unknown_key"})
+
+
 class EndUserAuthService:
     def __init__(self, ctx: ServiceContext, sessions: SessionService, keys: KeyService) -> None:
         self.ctx = ctx
@@ -213,8 +217,12 @@ class EndUserAuthService:
         try:
             claim = self._verify(project, token, dialect)
         except TokenRejected as rejection:
-            await self._record_refusal(project.id, rejection, caller, method)
-            raise
+            # A copy of the project read before a key rotation another process just committed: check again.
+            fresh = await self.ctx.projects.fresh(project) if rejection.reason in KEY_REASONS else project
+            if fresh is None or fresh is project or fresh.secret_ciphertext == project.secret_ciphertext:
+                await self._record_refusal(project.id, rejection, caller, method)
+                raise
+            return await self._token_login(fresh, token, method, dialect, caller, anonymous_token)
         return await self._log_in(_Attempt(project, claim, method, anonymous_token), caller)
 
     def _verify(self, project: Project, token: str, dialect: Dialect) -> dialects.LoginClaim:
@@ -226,8 +234,7 @@ class EndUserAuthService:
         return dialect(project, claims, now)
 
     async def _project(self, project_id: str) -> Project:
-        async with self.ctx.storage.read() as tx:
-            project = await tx.projects.get(project_id) if looks_like_id(project_id) else None
+        project = await self.ctx.projects.get(project_id) if looks_like_id(project_id) else None
         if project is None:
             raise ProjectNotFound()
         return project
@@ -246,16 +253,16 @@ class EndUserAuthService:
         """
         own_prefix = f"{self.ctx.settings.public_url}/projects/"
         found: dict[str, Project] = {}
-        async with self.ctx.storage.read() as tx:
-            for aud in dialects.audiences(claims):
-                if aud.startswith(own_prefix) and looks_like_id(aud[len(own_prefix) :]):
-                    project_ids = [aud[len(own_prefix) :]]
-                else:
+        for aud in dialects.audiences(claims):
+            if aud.startswith(own_prefix) and looks_like_id(aud[len(own_prefix) :]):
+                project_ids = [aud[len(own_prefix) :]]
+            else:
+                async with self.ctx.storage.read() as tx:
                     project_ids = (await tx.projects.for_audience(aud))[:MAX_AUDIENCE_CANDIDATES]
-                for project_id in project_ids:
-                    project = found.get(project_id) or await tx.projects.get(project_id)
-                    if project is not None:
-                        found[project.id] = project
+            for project_id in project_ids:
+                project = found.get(project_id) or await self.ctx.projects.get(project_id)
+                if project is not None:
+                    found[project.id] = project
         if not found:
             raise TokenRejected("wrong_audience", "aud names no project of this server.")
         candidates = list(found.values())

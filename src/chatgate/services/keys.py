@@ -13,7 +13,7 @@ from chatgate.domain.models import ApiKey, Project
 from chatgate.errors import ApiKeyNotFound, Forbidden, InvalidApiKey, TokenRejected
 from chatgate.services.context import Caller, ServiceContext, audit
 from chatgate.services.ports import Transaction
-from chatgate.services.projects import require_role
+from chatgate.services.projects import project_changed, require_role
 
 # Kustomer's rule: reading the chat secret takes a key with both roles.
 SECRET_READER_ROLES = frozenset({"org.admin", "org.user"})
@@ -58,6 +58,7 @@ class KeyService:
     async def _rotate(self, tx: Transaction, project_id: str, now: datetime, caller: Caller) -> str:
         secret = new_signing_secret()
         await tx.projects.set_secret(project_id, self.ctx.secret_box.seal(project_id, secret), now)
+        await tx.events.add(project_changed(project_id))
         await audit(tx, now, AuditAction.SIGNING_KEY_GENERATED, caller=caller, project_id=project_id)
         return secret
 

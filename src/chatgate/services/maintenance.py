@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
 from chatgate.services.context import ServiceContext
 
 EVERY_SECONDS = 600
+# How long a reconnecting device can ask for the events it missed (later it refetches over REST).
+EVENT_RETENTION = timedelta(hours=24)
 
 
 @dataclass(frozen=True)
@@ -14,6 +17,7 @@ class Pruned:
     sessions: int
     token_ids: int
     rate_counts: int
+    events: int
 
 
 class MaintenanceService:
@@ -21,9 +25,10 @@ class MaintenanceService:
         self.ctx = ctx
 
     async def prune(self) -> Pruned:
-        """Forget expired sessions, the consumed jtis of expired tokens (a replay is refused by exp)
-        and the rate counts of finished windows."""
+        """Forget expired sessions, the consumed jtis of expired tokens (a replay is refused by exp),
+        the rate counts of finished windows and live events past their retention."""
         now = self.ctx.clock()
         async with self.ctx.storage.write() as tx:
             sessions, token_ids = await tx.sessions.forget_expired(now), await tx.token_ids.forget_expired(now)
-        return Pruned(sessions, token_ids, await self.ctx.limiter.forget_finished())
+            events = await tx.events.forget_before(now - EVENT_RETENTION)
+        return Pruned(sessions, token_ids, await self.ctx.limiter.forget_finished(), events)

@@ -6,6 +6,7 @@ from typing import Any
 
 from chatgate.domain import project_settings
 from chatgate.domain.audit import AuditAction
+from chatgate.domain.conversations import Event, EventType
 from chatgate.domain.ids import looks_like_id, new_id
 from chatgate.domain.models import Membership, Project, Role, SessionKind
 from chatgate.errors import (
@@ -29,6 +30,11 @@ def staff_id_of(caller: Caller) -> str:
     if principal.kind is not SessionKind.STAFF:
         raise Forbidden("This needs a staff session, not an end-user session.")
     return principal.subject_id
+
+
+def project_changed(project_id: str) -> Event:
+    """Every process forgets its copy of the project once the change commits."""
+    return Event(EventType.PROJECT_CHANGED, project_id, {})
 
 
 async def require_role(tx: Transaction, project_id: str, caller: Caller, roles: frozenset[Role] = MANAGERS) -> Project:
@@ -66,8 +72,7 @@ class ProjectService:
 
     async def allowed_origins(self, project_id: str) -> list[str]:
         """The sites that may frame the project's chat and call its API from a browser (public knowledge)."""
-        async with self.ctx.storage.read() as tx:
-            project = await tx.projects.get(project_id) if looks_like_id(project_id) else None
+        project = await self.ctx.projects.get(project_id) if looks_like_id(project_id) else None
         return project.effective_settings["allowed_origins"] if project is not None else []
 
     async def get(self, project_id: str, caller: Caller) -> tuple[Project, Role]:
@@ -89,6 +94,7 @@ class ProjectService:
             if new_settings["accepted_audiences"] != project.effective_settings["accepted_audiences"]:
                 await tx.projects.replace_audiences(project_id, new_settings["accepted_audiences"])
             await tx.projects.update(project_id, now, name=name, settings=new_settings)
+            await tx.events.add(project_changed(project_id))
             changed = sorted(settings.keys()) if isinstance(settings, dict) else []
             await audit(
                 tx,
