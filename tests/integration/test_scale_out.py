@@ -213,6 +213,29 @@ def test_a_changed_setting_applies_everywhere(service: Service) -> None:
     assert eventually(lambda: anonymous(a), lambda r: r.status == 200).status == 200
 
 
+def test_a_setting_changed_while_the_listeners_are_cut_off_still_applies_everywhere(service: Service) -> None:
+    """PostgreSQL processes keep the projects they read until a NOTIFY says otherwise; with their
+    listening connections killed, that NOTIFY is lost, and B must not keep serving its copy."""
+    if not service.setup.startswith("postgresql"):
+        pytest.skip("SQLite processes read projects from the database every time")
+    a, b = service.a, service.b
+    staff = staff_token(a)
+    pid, _ = new_project(a, staff)
+
+    def anonymous(door: Door) -> Reply:
+        return door.post("/v1/auth/signinAnonymously", json_body={"id_project": pid})
+
+    assert anonymous(b).status == 200  # B has read (and may keep) the project
+    service.db.execute(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+        " WHERE datname = current_database() AND query LIKE 'LISTEN%'"
+    )
+    off = {"settings": {"auth_methods": {"anonymous": False}}}
+    assert a.patch(f"/v1/projects/{pid}", json_body=off, headers=staff).status == 200
+    r = eventually(lambda: anonymous(b), lambda r: r.status == 403)
+    assert r.status == 403 and r.json()["error"]["code"] == "auth_method_disabled", r.text
+
+
 @pytest.mark.slow
 def test_the_seat_limit_is_exact_across_processes(service: Service) -> None:
     limit, attempts = 5, 20
