@@ -120,12 +120,13 @@ def run_server(settings: Settings, host: str, port: int, workers: int, log_level
         forwarded_allow_ips=list(settings.trusted_proxies) or None,
         server_header=False,
         # WebSockets: no per-message compression (a zlib context per socket costs ~100 KiB), small
-        # frames only (a message is at most 10,000 characters), protocol pings drop dead peers.
+        # frames only (a message is at most 10,000 characters), and a protocol ping every
+        # CHATGATE_WS_PING_SECONDS: a peer that does not answer within as long again is dropped.
         ws="websockets-sansio",
         ws_per_message_deflate=False,
         ws_max_size=64 * 1024,
-        ws_ping_interval=20,
-        ws_ping_timeout=20,
+        ws_ping_interval=settings.ws_ping_seconds,
+        ws_ping_timeout=settings.ws_ping_seconds,
     )
     return 0
 

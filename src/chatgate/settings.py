@@ -43,6 +43,7 @@ class Settings:
     metrics: bool = False
     metrics_token: str | None = None
     max_conversations_per_user: int = 1000
+    ws_ping_seconds: int = 20
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -84,6 +85,7 @@ class Settings:
             metrics=_bool(env, "CHATGATE_METRICS", False),
             metrics_token=env.get("CHATGATE_METRICS_TOKEN") or None,
             max_conversations_per_user=_int(env, "CHATGATE_MAX_CONVERSATIONS_PER_USER", 1000),
+            ws_ping_seconds=_int(env, "CHATGATE_WS_PING_SECONDS", 20),
         )
 
 

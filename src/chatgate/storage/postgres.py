@@ -6,11 +6,13 @@ awaited. Statements are prepared once per connection (asyncpg's cache).
 Round trips are what a login costs here, so a write transaction is opened
 lazily. Under READ COMMITTED every statement sees the latest commits whether
 or not a transaction is open, so reads before the first write run without
-BEGIN; INSERTs nobody reads the outcome of (sessions, audit rows) wait, and
-are sent together, as one statement, when a later statement needs them or at
-commit. A returning user's login is then three round trips (project, user,
-session and audit rows in one atomic statement) instead of six, and a connection
-goes back to the pool without the reset round trip asyncpg makes by default.
+BEGIN; writes nobody reads the outcome of (session and audit rows, the seat
+count of a project without a limit) wait, and are sent together, as one
+statement, when a later statement needs them or at commit. A returning
+user's login is then two round trips (the user; the session and audit rows
+in one atomic statement; the project comes from the process's cache)
+instead of six, and a connection goes back to the pool without the reset
+round trip asyncpg makes by default.
 """
 
 from __future__ import annotations
@@ -165,7 +167,7 @@ class LazyTransaction(PostgresSql):
         self._begun = False
         self._later: list[tuple[str, dict[str, Any]]] = []
 
-    async def insert_later(self, sql: str, **params: Any) -> None:
+    async def write_later(self, sql: str, **params: Any) -> None:
         self._later.append((sql, params))
 
     async def _before(self, sql: str) -> None:
@@ -222,7 +224,7 @@ def _is_read(sql: str) -> bool:
 
 @lru_cache(maxsize=128)
 def _combined(statements: tuple[str, ...]) -> tuple[str, tuple[str, ...]]:
-    """Several INSERTs as one statement (data-modifying CTEs), with each one's parameters renamed apart."""
+    """Several INSERTs and UPDATEs as one statement (data-modifying CTEs), each one's parameters renamed apart."""
     renamed = [_prefixed(sql, f"p{i}_") for i, sql in enumerate(statements)]
     if len(renamed) == 1:
         return numbered(renamed[0])

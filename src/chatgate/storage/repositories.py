@@ -175,22 +175,25 @@ class ProjectRepo(_Repo):
 
     async def take_seat(self, project_id: str, limit: int | None) -> bool:
         """Count one more identified user, unless that would pass ``limit``."""
-        if limit is None:  # any shard will do: concurrent first logins rarely meet on one row
-            changed = await self.sql.run(
+        if limit is None:
+            # Any shard will do, so concurrent first logins rarely meet on one row; and nothing
+            # depends on the outcome, so on PostgreSQL the row is locked only by the transaction's
+            # last statement, just before COMMIT.
+            await self.sql.write_later(
                 "UPDATE seat_counters SET used = used + 1 WHERE project_id = :id AND shard = :shard",
                 id=project_id,
                 shard=random.randrange(SEAT_SHARDS),
             )
-        else:
-            # Under a limit every new seat goes to shard 0, whose row lock queues the
-            # first logins and whose count is re-read after the wait; the other
-            # shards no longer grow, so their sum read alongside is exact too.
-            changed = await self.sql.run(
-                "UPDATE seat_counters SET used = used + 1 WHERE project_id = :id AND shard = 0 AND used"
-                " + (SELECT COALESCE(SUM(used), 0) FROM seat_counters WHERE project_id = :id AND shard > 0) < :limit",
-                id=project_id,
-                limit=limit,
-            )
+            return True
+        # Under a limit every new seat goes to shard 0, whose row lock queues the
+        # first logins and whose count is re-read after the wait; the other
+        # shards no longer grow, so their sum read alongside is exact too.
+        changed = await self.sql.run(
+            "UPDATE seat_counters SET used = used + 1 WHERE project_id = :id AND shard = 0 AND used"
+            " + (SELECT COALESCE(SUM(used), 0) FROM seat_counters WHERE project_id = :id AND shard > 0) < :limit",
+            id=project_id,
+            limit=limit,
+        )
         return changed == 1
 
     async def release_seat(self, project_id: str) -> None:
@@ -346,7 +349,7 @@ class EndUserRepo(_Repo):
 
 class SessionRepo(_Repo):
     async def add(self, s: Session) -> None:
-        await self.sql.insert_later(
+        await self.sql.write_later(
             "INSERT INTO sessions (id, kind, project_id, subject_id, created_at, expires_at)"
             " VALUES (:id, :kind, :project_id, :subject_id, :created_at, :expires_at)",
             id=s.id,
@@ -479,7 +482,7 @@ class TokenIdRepo(_Repo):
 
 class AuditRepo(_Repo):
     async def add(self, e: AuditEvent) -> None:
-        await self.sql.insert_later(
+        await self.sql.write_later(
             "INSERT INTO audit_events (id, at, action, project_id, actor_type, actor_id, subject_id, ip, reason,"
             " details) VALUES (:id, :at, :action, :project_id, :actor_type, :actor_id, :subject_id, :ip, :reason,"
             " :details)",

@@ -39,8 +39,8 @@ class Sql(ABC):
     async def run(self, sql: str, **params: Any) -> int:
         """Execute; the number of rows changed."""
 
-    async def insert_later(self, sql: str, **params: Any) -> None:
-        """An INSERT whose outcome nobody reads: it may wait until the transaction commits.
+    async def write_later(self, sql: str, **params: Any) -> None:
+        """An INSERT or UPDATE whose outcome nobody reads: it may wait until the transaction commits.
 
         Later statements of the transaction still see it; a refusal still
         rolls it back. Only PostgreSQL makes use of the delay (postgres.py).
