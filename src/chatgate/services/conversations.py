@@ -233,27 +233,23 @@ class ConversationService:
         )
         async with self.ctx.storage.write() as tx:
             conversation = await _visible(tx, author.viewer, project_id, conversation_id)
-            if not await tx.messages.add_if_absent(message):
-                # The client_id was used before (maybe at this very moment, by a retry): answer the first.
-                assert client_id is not None
-                first = await tx.messages.by_client_id(conversation_id, client_id)
-                assert first is not None
-                return Posted(first, False)
             if conversation.status is ConversationStatus.CLOSED and author.sender_type is SenderType.USER:
                 # The user writing again reopens what staff closed.
                 await tx.conversations.set_status(conversation.id, ConversationStatus.OPEN, now)
                 reopened = replace(conversation, status=ConversationStatus.OPEN, updated_at=now)
                 await tx.events.add(_conversation_event(EventType.CONVERSATION_UPDATED, reopened))
-            else:
-                await tx.conversations.touch(conversation.id, now)
-            await tx.events.add(
-                Event(
-                    EventType.MESSAGE_CREATED,
-                    project_id,
-                    {"conversationId": conversation.id, "message": message_view(message)},
-                    user_id=conversation.user_id,
-                )
+            announced = Event(
+                EventType.MESSAGE_CREATED,
+                project_id,
+                {"conversationId": conversation.id, "message": message_view(message)},
+                user_id=conversation.user_id,
             )
+            if await tx.messages.post(message, announced) is None:
+                # The client_id was used before (maybe at this very moment, by a retry): answer the first.
+                assert client_id is not None
+                first = await tx.messages.by_client_id(conversation_id, client_id)
+                assert first is not None
+                return Posted(first, False)
         return Posted(message, True)
 
     async def _viewer(self, tx: Transaction, project_id: str, caller: Caller) -> Viewer:

@@ -147,8 +147,10 @@ class ConversationRepository(Protocol):
 
 
 class MessageRepository(Protocol):
-    async def add_if_absent(self, message: Message) -> bool:
-        """Insert unless the conversation already holds a message with this ``client_id``; True when inserted."""
+    async def post(self, message: Message, event: Event) -> Event | None:
+        """Store the message, mark its conversation updated and store ``event`` (its announcement);
+        None, and nothing written, when the conversation already holds a message with this
+        ``client_id``. The transaction's last write."""
 
     async def by_client_id(self, conversation_id: str, client_id: str) -> Message | None: ...
 

@@ -114,24 +114,39 @@ class ConversationRepo:
 
 
 class MessageRepo:
-    def __init__(self, sql: Sql) -> None:
+    def __init__(self, sql: Sql, events: EventRepo) -> None:
         self.sql = sql
+        self.events = events
 
-    async def add_if_absent(self, m: Message) -> bool:
-        inserted = await self.sql.one(
-            "INSERT INTO messages (id, conversation_id, project_id, sender_type, sender_id, text, client_id,"
-            " created_at) VALUES (:id, :conversation_id, :project_id, :sender_type, :sender_id, :text, :client_id,"
-            " :created_at) ON CONFLICT DO NOTHING RETURNING id",
-            id=m.id,
-            conversation_id=m.conversation_id,
-            project_id=m.project_id,
-            sender_type=m.sender_type.value,
-            sender_id=m.sender_id,
-            text=m.text,
-            client_id=m.client_id,
-            created_at=m.created_at,
+    async def post(self, m: Message, event: Event) -> Event | None:
+        """Store the message, touch its conversation and store ``event``; None (and nothing
+        written) when the conversation already holds a message with this ``client_id``."""
+        values = _message_values(m)
+        if self.sql.dialect != "postgresql":
+            inserted = await self.sql.one(_INSERT_MESSAGE, **values)
+            if inserted is None:
+                return None
+            await self.sql.run(
+                "UPDATE conversations SET updated_at = :now WHERE id = :c", now=m.created_at, c=m.conversation_id
+            )
+            return await self.events.add(event)
+        # PostgreSQL: one statement, one round trip; atomic without BEGIN/COMMIT when it is the only write.
+        event_values = self.events.values(event)
+        seq = await self.sql.last_write(
+            f"WITH m AS ({_INSERT_MESSAGE}),"  # noqa: S608
+            " t AS (UPDATE conversations SET updated_at = :created_at WHERE id = :conversation_id"
+            " AND EXISTS (SELECT 1 FROM m)),"
+            " e AS (INSERT INTO events (project_id, type, user_id, session_id, payload, created_at)"
+            " SELECT CAST(:e_project_id AS VARCHAR), CAST(:e_type AS VARCHAR), CAST(:e_user_id AS VARCHAR),"
+            " CAST(:e_session_id AS VARCHAR), CAST(:e_payload AS JSON), CAST(:e_created_at AS TIMESTAMPTZ)"
+            " FROM m RETURNING seq)"
+            f" SELECT e.seq FROM e, LATERAL (SELECT pg_notify('{NOTIFY_CHANNEL}', e.seq::text || ' ' || :note))"
+            " AS sent",
+            note=_note(event),
+            **values,
+            **{f"e_{name}": value for name, value in event_values.items()},
         )
-        return inserted is not None
+        return None if seq is None else self.events.added_as(event, int(seq))
 
     async def by_client_id(self, conversation_id: str, client_id: str) -> Message | None:
         row = await self.sql.one(
@@ -184,7 +199,21 @@ class EventRepo:
         self.added: list[Event] = []  # handed to this process's sockets once the transaction commits
 
     async def add(self, event: Event) -> Event:
-        params = {
+        values = self.values(event)
+        if self.sql.dialect != "postgresql":
+            return self.added_as(event, int(await self.sql.scalar(_INSERT_EVENT, **values)))
+        # One round trip: store, and notify the listeners once the transaction commits.
+        seq = await self.sql.scalar(
+            f"WITH e AS ({_INSERT_EVENT}) SELECT e.seq FROM e,"  # noqa: S608
+            f" LATERAL (SELECT pg_notify('{NOTIFY_CHANNEL}', e.seq::text || ' ' || :note)) AS sent",
+            note=_note(event),
+            **values,
+        )
+        return self.added_as(event, int(seq))
+
+    @staticmethod
+    def values(event: Event) -> dict[str, Any]:
+        return {
             "project_id": event.project_id,
             "type": event.type.value,
             "user_id": event.user_id,
@@ -192,25 +221,12 @@ class EventRepo:
             "payload": event.payload,
             "created_at": datetime.now(UTC),
         }
-        insert = (
-            "INSERT INTO events (project_id, type, user_id, session_id, payload, created_at)"
-            " VALUES (:project_id, :type, :user_id, :session_id, :payload, :created_at) RETURNING seq"
-        )
-        if self.sql.dialect != "postgresql":
-            return self._added(event.numbered(int(await self.sql.scalar(insert, **params))))
-        # One round trip: store, and notify the listeners once the transaction commits.
-        note = orjson.dumps(_wire(event)).decode()
-        seq = await self.sql.scalar(
-            f"WITH e AS ({insert}) SELECT e.seq FROM e,"  # noqa: S608
-            f" LATERAL (SELECT pg_notify('{NOTIFY_CHANNEL}', e.seq::text || ' ' || :note)) AS sent",
-            note=note if len(note) <= MAX_NOTIFY_BYTES else "",
-            **params,
-        )
-        return self._added(event.numbered(int(seq)))
 
-    def _added(self, event: Event) -> Event:
-        self.added.append(event)
-        return event
+    def added_as(self, event: Event, seq: int) -> Event:
+        """The event as stored, numbered; kept for this process's sockets once the transaction commits."""
+        numbered = event.numbered(seq)
+        self.added.append(numbered)
+        return numbered
 
     async def since(self, viewer: Viewer, after_seq: int, limit: int) -> list[Event]:
         if viewer.end_user_id is None:
@@ -254,6 +270,36 @@ class EventRepo:
             r["session_id"],
             int(r["seq"]),
         )
+
+
+_INSERT_EVENT = (
+    "INSERT INTO events (project_id, type, user_id, session_id, payload, created_at)"
+    " VALUES (:project_id, :type, :user_id, :session_id, :payload, :created_at) RETURNING seq"
+)
+_INSERT_MESSAGE = (
+    "INSERT INTO messages (id, conversation_id, project_id, sender_type, sender_id, text, client_id, created_at)"
+    " VALUES (:id, :conversation_id, :project_id, :sender_type, :sender_id, :text, :client_id, :created_at)"
+    " ON CONFLICT DO NOTHING RETURNING id"
+)
+
+
+def _message_values(m: Message) -> dict[str, Any]:
+    return {
+        "id": m.id,
+        "conversation_id": m.conversation_id,
+        "project_id": m.project_id,
+        "sender_type": m.sender_type.value,
+        "sender_id": m.sender_id,
+        "text": m.text,
+        "client_id": m.client_id,
+        "created_at": m.created_at,
+    }
+
+
+def _note(event: Event) -> str:
+    """What a NOTIFY carries after the seq: the event, unless too large to travel (then it is read back)."""
+    note = orjson.dumps(_wire(event)).decode()
+    return note if len(note) <= MAX_NOTIFY_BYTES else ""
 
 
 def _wire(event: Event) -> dict[str, Any]:

@@ -165,13 +165,18 @@ class LazyTransaction(PostgresSql):
     def __init__(self, connection: Any) -> None:
         super().__init__(connection)
         self._begun = False
+        self._finished = False  # last_write has run: nothing more is written
         self._later: list[tuple[str, dict[str, Any]]] = []
 
     async def write_later(self, sql: str, **params: Any) -> None:
+        if self._finished:
+            raise RuntimeError("a write after the transaction's last write")
         self._later.append((sql, params))
 
     async def _before(self, sql: str) -> None:
         """Make what this statement may see or change consistent: inserts sent, transaction open for writes."""
+        if self._finished and not _is_read(sql):
+            raise RuntimeError("a write after the transaction's last write")
         if self._later or not _is_read(sql):
             await self._begin()
             await self._flush()
@@ -191,6 +196,14 @@ class LazyTransaction(PostgresSql):
     async def run(self, sql: str, **params: Any) -> int:
         await self._before(sql)
         return await super().run(sql, **params)
+
+    async def last_write(self, sql: str, **params: Any) -> Any:
+        if self._begun or self._later:
+            value = await self.scalar(sql, **params)
+        else:  # the only write: atomic on its own
+            value = await PostgresSql.scalar(self, sql, **params)
+        self._finished = True
+        return value
 
     async def commit(self) -> None:
         if not self._begun:

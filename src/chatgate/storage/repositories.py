@@ -595,5 +595,5 @@ class Store:
         self.token_ids = TokenIdRepo(sql)
         self.audit = AuditRepo(sql)
         self.conversations = ConversationRepo(sql)
-        self.messages = MessageRepo(sql)
         self.events = EventRepo(sql)
+        self.messages = MessageRepo(sql, self.events)

@@ -47,6 +47,14 @@ class Sql(ABC):
         """
         await self.run(sql, **params)
 
+    async def last_write(self, sql: str, **params: Any) -> Any:
+        """A statement after which the transaction writes nothing more; its first column, as ``scalar``.
+
+        On PostgreSQL, when nothing was written before it either, it is sent
+        alone, atomic on its own, without BEGIN and COMMIT (postgres.py).
+        """
+        return await self.scalar(sql, **params)
+
     @staticmethod
     def when(value: Any) -> datetime | None:
         """A stored time as an aware UTC datetime."""
