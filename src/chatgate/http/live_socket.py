@@ -8,7 +8,8 @@ conversations again), and every new event as it commits.
 
 Close codes: 4401 not authenticated, 4404 unknown project (or not yours),
 4001 the session was signed out or revoked, 4002 the session expired, 4008
-the client read too slowly. Protocol pings every 20 s drop dead peers.
+the client read too slowly, 1013 the database is unavailable (try again
+later). Protocol pings (CHATGATE_WS_PING_SECONDS) drop dead peers.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from chatgate.domain.conversations import Event, EventType, Viewer
-from chatgate.errors import DomainError, NotAuthenticated
+from chatgate.errors import DomainError, NotAuthenticated, StorageUnavailable
 from chatgate.services.bundle import Services
 from chatgate.services.context import Caller
 
@@ -37,6 +38,7 @@ CLOSE_NOT_FOUND = 4404
 CLOSE_REVOKED = 4001
 CLOSE_EXPIRED = 4002
 CLOSE_TOO_SLOW = 4008
+CLOSE_TRY_AGAIN = 1013
 
 
 class LiveSocket:
@@ -85,41 +87,40 @@ def live_route(services: Services) -> WebSocketRoute:
 
     async def live(websocket: WebSocket) -> None:
         await websocket.accept()
-        opened = await _open(services, websocket)
-        if opened is None:
+        try:
+            code, reason = await _session(websocket)
+        except WebSocketDisconnect:
             return
-        viewer, expires_at = opened
+        except DomainError as refusal:
+            code = CLOSE_NOT_AUTHENTICATED if refusal.status == 401 else CLOSE_NOT_FOUND
+            reason = refusal.message
+        except StorageUnavailable:
+            code, reason = CLOSE_TRY_AGAIN, "the database is unavailable; reconnect later"
+        with contextlib.suppress(Exception):  # the client may be gone already
+            await websocket.close(code, reason[:120])
+
+    async def _session(websocket: WebSocket) -> tuple[int, str]:
+        viewer, expires_at = await _open(services, websocket)
         socket = LiveSocket(websocket, viewer)
         hub.subscribe(socket)
         try:
             await _replay(services, websocket, socket)
-            code, reason = await _serve(socket, expires_at)
-        except WebSocketDisconnect:
-            return
+            return await _serve(socket, expires_at)
         finally:
             hub.unsubscribe(socket)
-        with contextlib.suppress(Exception):
-            await websocket.close(code, reason)
 
     return WebSocketRoute("/v1/projects/{pid}/ws", live)
 
 
-async def _open(services: Services, websocket: WebSocket) -> tuple[Viewer, float] | None:
-    """Authenticate the socket: its viewer and when its session expires, or None once closed."""
-    token = websocket.query_params.get("token")
-    if not token:
-        token = await _auth_frame(websocket)
+async def _open(services: Services, websocket: WebSocket) -> tuple[Viewer, float]:
+    """Authenticate the socket: its viewer and when its session expires (refusals raise)."""
+    token = websocket.query_params.get("token") or await _auth_frame(websocket)
     claims = services.sessions.peek(token) if token else None
-    try:
-        if token is None or claims is None:
-            raise NotAuthenticated()
-        principal = await services.sessions.authenticate(token)
-        ip = websocket.client.host if websocket.client else "unknown"
-        viewer = await services.conversations.viewer(websocket.path_params["pid"], Caller(ip, principal))
-    except DomainError as refusal:
-        code = CLOSE_NOT_AUTHENTICATED if refusal.status == 401 else CLOSE_NOT_FOUND
-        await websocket.close(code, refusal.message[:120])
-        return None
+    if token is None or claims is None:
+        raise NotAuthenticated()
+    principal = await services.sessions.authenticate(token)
+    ip = websocket.client.host if websocket.client else "unknown"
+    viewer = await services.conversations.viewer(websocket.path_params["pid"], Caller(ip, principal))
     return viewer, float(claims["exp"])  # type: ignore[arg-type]
 
 
