@@ -71,6 +71,9 @@ def build_services(
         projects=ProjectCache(storage, live, enabled=not isinstance(storage, SqliteStorage)),
         sign_ins=sign_ins or NoSignInMetrics(),
     )
+    # What a transaction of this process commits reaches this process's sockets at once;
+    # the feed brings it to the other processes.
+    storage.committed.connect(live.committed)
     return Services.build(ctx)
 
 

@@ -19,6 +19,8 @@ PROJECT_PREFIX = "/v1/projects/"
 ALLOWED_METHODS = b"GET, POST, PATCH, DELETE"
 ALLOWED_HEADERS = b"Authorization, Content-Type"
 PREFLIGHT_MAX_AGE = b"600"
+# Answer headers a page may read: when to retry after a 429, and that a resent message was not stored twice.
+EXPOSED_HEADERS = b"Retry-After, Idempotent-Replayed"
 
 OriginsOf = Callable[[str], Awaitable[list[str]]]
 
@@ -66,7 +68,11 @@ class ProjectCors:
 
         async def send_allowed(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", ()), *_allow(origin)]
+                message["headers"] = [
+                    *message.get("headers", ()),
+                    *_allow(origin),
+                    (b"access-control-expose-headers", EXPOSED_HEADERS),
+                ]
             await send(message)
 
         await self.app(scope, receive, send_allowed)

@@ -31,7 +31,9 @@ from chatgate.services.context import Caller
 AUTH_WAIT_SECONDS = 10
 REPLAY_LIMIT = 1000
 # Events waiting for a client that does not read; past this the socket is dropped, not buffered.
-QUEUE_LIMIT = 1000
+QUEUE_LIMIT = 256
+# A client that reads nothing cannot take a close frame either: give up on it after this.
+CLOSE_WAIT_SECONDS = 10
 
 CLOSE_NOT_AUTHENTICATED = 4401
 CLOSE_NOT_FOUND = 4404
@@ -96,8 +98,9 @@ def live_route(services: Services) -> WebSocketRoute:
             reason = refusal.message
         except StorageUnavailable:
             code, reason = CLOSE_TRY_AGAIN, "the database is unavailable; reconnect later"
-        with contextlib.suppress(Exception):  # the client may be gone already
-            await websocket.close(code, reason[:120])
+        with contextlib.suppress(Exception):  # the client may be gone already, or not reading
+            async with asyncio.timeout(CLOSE_WAIT_SECONDS):
+                await websocket.close(code, reason[:120])
 
     async def _session(websocket: WebSocket) -> tuple[int, str]:
         viewer, expires_at = await _open(services, websocket)

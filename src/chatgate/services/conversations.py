@@ -4,7 +4,9 @@ An end user sees only their own conversations; another user's id answers
 404, as an unknown one would. Staff of the project see and answer all of
 them; the project's backend posts as ``bot`` or ``system`` with an API key
 holding ``org.user``. A message is answered 201 only once committed, and
-the same ``client_id`` in a conversation always answers the first message.
+a sender's same ``client_id`` in a conversation always answers the first
+message (another sender's ``client_id`` is theirs: it never answers with
+someone else's message).
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from chatgate.services.keys import live_api_key
 from chatgate.services.ports import Transaction
 
 MAX_PAGE = 200
-BACKEND_ROLES = frozenset({"org.user", "org.admin"})
+BACKEND_ROLE = "org.user"
 
 
 @dataclass(frozen=True)
@@ -199,7 +201,7 @@ class ConversationService:
             key = await live_api_key(tx, api_key, self.ctx.clock())
         if key.project_id != project_id:
             raise ProjectNotFound()
-        if not set(key.roles) & BACKEND_ROLES:
+        if BACKEND_ROLE not in key.roles:
             raise Forbidden("This API key needs the org.user role to post.")
         author = Author(sender_type, key.id, None)
         return await self._post(project_id, conversation_id, _text(text), client_id, author)
@@ -226,6 +228,12 @@ class ConversationService:
     async def _post(
         self, project_id: str, conversation_id: str, text: str, client_id: str | None, author: Author
     ) -> Posted:
+        if client_id is not None:  # a resend answers the first message, and is not counted again
+            async with self.ctx.storage.read() as tx:
+                await _visible(tx, author.viewer, project_id, conversation_id)
+                first = await tx.messages.by_client_id(conversation_id, author.sender_id, client_id)
+            if first is not None:
+                return Posted(first, False)
         await self.ctx.limiter.hit("message_sender", author.sender_id)
         now = self.ctx.clock()
         message = Message(
@@ -247,7 +255,7 @@ class ConversationService:
             if await tx.messages.post(message, announced) is None:
                 # The client_id was used before (maybe at this very moment, by a retry): answer the first.
                 assert client_id is not None
-                first = await tx.messages.by_client_id(conversation_id, client_id)
+                first = await tx.messages.by_client_id(conversation_id, author.sender_id, client_id)
                 assert first is not None
                 return Posted(first, False)
         return Posted(message, True)

@@ -149,10 +149,11 @@ class ConversationRepository(Protocol):
 class MessageRepository(Protocol):
     async def post(self, message: Message, event: Event) -> Event | None:
         """Store the message, mark its conversation updated and store ``event`` (its announcement);
-        None, and nothing written, when the conversation already holds a message with this
-        ``client_id``. The transaction's last write."""
+        None, and nothing written, when the conversation already holds a message of the same
+        sender with this ``client_id``. The transaction's last write."""
 
-    async def by_client_id(self, conversation_id: str, client_id: str) -> Message | None: ...
+    async def by_client_id(self, conversation_id: str, sender_id: str, client_id: str) -> Message | None:
+        """The sender's earlier message with this ``client_id`` in the conversation."""
 
     async def page(self, conversation_id: str, *, after: str | None, before: str | None, limit: int) -> list[Message]:
         """Oldest first after ``after``; with only ``before``, the ``limit`` messages just before it."""

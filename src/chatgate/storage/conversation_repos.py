@@ -148,10 +148,11 @@ class MessageRepo:
         )
         return None if seq is None else self.events.added_as(event, int(seq))
 
-    async def by_client_id(self, conversation_id: str, client_id: str) -> Message | None:
+    async def by_client_id(self, conversation_id: str, sender_id: str, client_id: str) -> Message | None:
         row = await self.sql.one(
-            "SELECT * FROM messages WHERE conversation_id = :c AND client_id = :client_id",
+            "SELECT * FROM messages WHERE conversation_id = :c AND sender_id = :s AND client_id = :client_id",
             c=conversation_id,
+            s=sender_id,
             client_id=client_id,
         )
         return self._message(row) if row else None
@@ -229,8 +230,9 @@ class EventRepo:
         return numbered
 
     async def since(self, viewer: Viewer, after_seq: int, limit: int) -> list[Event]:
-        if viewer.end_user_id is None:
-            audience, params = "session_id IS NULL OR session_id = :s", {"s": viewer.session_id}
+        if viewer.end_user_id is None:  # staff: everything of the project but other sessions' ends
+            audience = "session_id = :s OR (session_id IS NULL AND type <> :revoked)"
+            params = {"s": viewer.session_id, "revoked": EventType.SESSION_REVOKED.value}
         else:
             audience = "user_id = :u AND (session_id IS NULL OR session_id = :s)"
             params = {"u": viewer.end_user_id, "s": viewer.session_id}
@@ -298,8 +300,8 @@ def _message_values(m: Message) -> dict[str, Any]:
 
 def _note(event: Event) -> str:
     """What a NOTIFY carries after the seq: the event, unless too large to travel (then it is read back)."""
-    note = orjson.dumps(_wire(event)).decode()
-    return note if len(note) <= MAX_NOTIFY_BYTES else ""
+    note = orjson.dumps(_wire(event))
+    return note.decode() if len(note) <= MAX_NOTIFY_BYTES else ""
 
 
 def _wire(event: Event) -> dict[str, Any]:

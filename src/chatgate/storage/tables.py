@@ -222,7 +222,8 @@ conversations = Table(
     Index(None, "project_id", "id"),
 )
 
-# The unique (conversation, client_id) is what makes a resent message return the first one.
+# The unique (conversation, sender, client_id) is what makes a resent message return the first one;
+# another sender's client_id is theirs, never a way to someone else's message.
 messages = Table(
     "messages",
     metadata,
@@ -234,7 +235,7 @@ messages = Table(
     Column("text", String(10_000), nullable=False),
     Column("client_id", String(64), nullable=True),
     Column("created_at", UtcDateTime, nullable=False),
-    UniqueConstraint("conversation_id", "client_id"),
+    UniqueConstraint("conversation_id", "sender_id", "client_id"),
     Index(None, "conversation_id", "id"),
 )
 

@@ -9,6 +9,7 @@ from starlette.responses import Response
 
 from chatgate.crypto.secrets import api_key_prefix
 from chatgate.domain.conversations import ConversationStatus, SenderType, conversation_view, message_view
+from chatgate.domain.ids import looks_like_id
 from chatgate.errors import ValidationFailed
 from chatgate.http.requests import authorization_token, json, parse_body, query_int, session_caller
 from chatgate.http.routing import Endpoint
@@ -43,11 +44,11 @@ def endpoints(services: Services) -> list[Endpoint]:
         page = await conversations.list(
             request.path_params["pid"],
             caller,
-            user_id=request.query_params.get("user_id") or None,
+            user_id=_id_param(request, "user_id"),
             status=status,
             updated_since=since,
             limit=limit,
-            cursor=request.query_params.get("cursor"),
+            cursor=_id_param(request, "cursor"),
         )
         return json(
             {"conversations": [conversation_view(c) for c in page.conversations], "next_cursor": page.next_cursor}
@@ -91,8 +92,8 @@ def endpoints(services: Services) -> list[Endpoint]:
             request.path_params["pid"],
             request.path_params["cid"],
             caller,
-            after=request.query_params.get("after"),
-            before=request.query_params.get("before"),
+            after=_id_param(request, "after"),
+            before=_id_param(request, "before"),
             limit=limit,
         )
         return json({"messages": [message_view(m) for m in page.messages], "has_more": page.has_more})
@@ -179,6 +180,16 @@ def endpoints(services: Services) -> list[Endpoint]:
     ]
 
 
+def _id_param(request: Request, name: str) -> str | None:
+    """An id given as a query parameter (a cursor, a message id); malformed is 422, not ignored."""
+    raw = request.query_params.get(name)
+    if not raw:
+        return None
+    if not looks_like_id(raw):
+        raise ValidationFailed({name: "must be an id as the API gives them (24 hexadecimal characters)"})
+    return raw
+
+
 def _status(raw: str | None) -> ConversationStatus | None:
     if raw is None or raw == "":
         return None
@@ -193,6 +204,6 @@ def _moment(raw: str | None) -> datetime | None:
         return None
     try:
         moment = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError:
+        return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    except (ValueError, OverflowError):  # not a time, or one that leaves the calendar in UTC
         raise ValidationFailed({"updated_since": "must be an ISO 8601 time, e.g. 2026-11-29T08:00:00Z"}) from None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)

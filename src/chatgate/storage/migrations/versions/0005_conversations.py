@@ -54,7 +54,9 @@ def upgrade() -> None:
             ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_messages")),
-        sa.UniqueConstraint("conversation_id", "client_id", name=op.f("uq_messages_conversation_id_client_id")),
+        sa.UniqueConstraint(
+            "conversation_id", "sender_id", "client_id", name=op.f("uq_messages_conversation_id_sender_id_client_id")
+        ),
     )
     op.create_index(op.f("ix_messages_conversation_id_id"), "messages", ["conversation_id", "id"])
 
