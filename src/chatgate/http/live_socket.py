@@ -117,7 +117,8 @@ def live_route(services: Services) -> WebSocketRoute:
 
 async def _open(services: Services, websocket: WebSocket) -> tuple[Viewer, float]:
     """Authenticate the socket: its viewer and when its session expires (refusals raise)."""
-    token = websocket.query_params.get("token") or await _auth_frame(websocket)
+    query_token = websocket.query_params.get("token")
+    token = _bare(query_token) if query_token else await _auth_frame(websocket)
     claims = services.sessions.peek(token) if token else None
     if token is None or claims is None:
         raise NotAuthenticated()
@@ -134,10 +135,14 @@ async def _auth_frame(websocket: WebSocket) -> str | None:
     except (TimeoutError, orjson.JSONDecodeError, KeyError, WebSocketDisconnect):
         return None
     if isinstance(frame, dict) and frame.get("type") == "auth" and isinstance(frame.get("token"), str):
-        token: str = frame["token"]
-        scheme, _, bare = token.strip().partition(" ")
-        return bare.strip() if bare and scheme.lower() in ("jwt", "bearer") else token.strip()
+        return _bare(frame["token"])
     return None
+
+
+def _bare(token: str) -> str:
+    """A session token as login answers give it (``JWT <token>``), or bare."""
+    scheme, _, bare = token.strip().partition(" ")
+    return bare.strip() if bare and scheme.lower() in ("jwt", "bearer") else token.strip()
 
 
 async def _replay(services: Services, websocket: WebSocket, socket: LiveSocket) -> None:
