@@ -25,6 +25,8 @@ from chatgate.http.schemas import (
 from chatgate.services.bundle import Services
 
 BASE = "/v1/projects/{pid}/conversations"
+# Sorts after every id: "the page before it" is the newest page (``?latest=true``).
+AFTER_EVERY_ID = "f" * 24
 
 
 def endpoints(services: Services) -> list[Endpoint]:
@@ -93,7 +95,7 @@ def endpoints(services: Services) -> list[Endpoint]:
             request.path_params["cid"],
             caller,
             after=_id_param(request, "after"),
-            before=_id_param(request, "before"),
+            before=AFTER_EVERY_ID if request.query_params.get("latest") == "true" else _id_param(request, "before"),
             limit=limit,
         )
         return json({"messages": [message_view(m) for m in page.messages], "has_more": page.has_more})
@@ -174,6 +176,7 @@ def endpoints(services: Services) -> list[Endpoint]:
             query=(
                 ("after", "a message id: the messages after it"),
                 ("before", "a message id: the messages just before it (for scrolling back)"),
+                ("latest", "true: the newest messages (a chat opening on its last page)"),
                 ("limit", "1-200, default 50"),
             ),
         ),
