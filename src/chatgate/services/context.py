@@ -13,7 +13,7 @@ from chatgate.crypto.tokens import SessionTokenCodec
 from chatgate.domain.ids import new_id
 from chatgate.domain.models import AuditEvent, SessionKind
 from chatgate.services.live import LiveHub
-from chatgate.services.ports import Storage, Transaction
+from chatgate.services.ports import Storage, Transaction, WebhookSender
 from chatgate.services.rate_limits import RateLimiter
 from chatgate.services.sign_in_metrics import NoSignInMetrics, SignInMetrics
 from chatgate.settings import Settings
@@ -32,6 +32,7 @@ class ServiceContext:
     secret_box: SecretBox
     limiter: RateLimiter
     live: LiveHub
+    webhook_sender: WebhookSender
     clock: Callable[[], datetime] = utc_now
     sign_ins: SignInMetrics = field(default_factory=NoSignInMetrics)
 
