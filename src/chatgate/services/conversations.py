@@ -38,6 +38,7 @@ from chatgate.errors import (
 from chatgate.services.context import Caller, ServiceContext
 from chatgate.services.keys import live_api_key
 from chatgate.services.ports import Transaction
+from chatgate.services.webhooks import enqueue, from_live_event
 
 MAX_PAGE = 200
 BACKEND_ROLES = frozenset({"org.user", "org.admin"})
@@ -114,7 +115,9 @@ class ConversationService:
                 new_id(), project_id, viewer.end_user_id, title, ConversationStatus.OPEN, now, now
             )
             await tx.conversations.add(conversation)
-            await tx.events.add(_conversation_event(EventType.CONVERSATION_CREATED, conversation))
+            created = _conversation_event(EventType.CONVERSATION_CREATED, conversation)
+            await tx.events.add(created)
+            await enqueue(tx, project_id, [from_live_event(created)], now)
         return conversation
 
     async def list(
@@ -246,14 +249,14 @@ class ConversationService:
                 await tx.events.add(_conversation_event(EventType.CONVERSATION_UPDATED, reopened))
             else:
                 await tx.conversations.touch(conversation.id, now)
-            await tx.events.add(
-                Event(
-                    EventType.MESSAGE_CREATED,
-                    project_id,
-                    {"conversationId": conversation.id, "message": message_view(message)},
-                    user_id=conversation.user_id,
-                )
+            posted = Event(
+                EventType.MESSAGE_CREATED,
+                project_id,
+                {"conversationId": conversation.id, "message": message_view(message)},
+                user_id=conversation.user_id,
             )
+            await tx.events.add(posted)
+            await enqueue(tx, project_id, [from_live_event(posted)], now)
         return Posted(message, True)
 
     async def _viewer(self, tx: Transaction, project_id: str, caller: Caller) -> Viewer:
