@@ -234,7 +234,7 @@ class WebhookDispatcher:
                 try:
                     await self.dispatch_due()
                 except Exception as exc:  # the database is away, or a bug: say so (not too often), go on
-                    self._complain("webhook dispatcher: looking for due deliveries failed", exc)
+                    await self._complain("webhook dispatcher: looking for due deliveries failed", exc)
                 try:
                     async with asyncio.timeout(POLL_SECONDS):
                         await self._wake.wait()
@@ -277,7 +277,7 @@ class WebhookDispatcher:
         try:
             outcome = await self._send(delivery, webhook)
         except Exception as exc:  # a bug: the attempt still counts, and is retried like any failure
-            self._complain(f"webhook dispatcher: delivery {delivery.id} could not be sent", exc)
+            await self._complain(f"webhook dispatcher: delivery {delivery.id} could not be sent", exc)
             outcome = Outcome(None, f"internal error: {type(exc).__name__}")
         now = self.ctx.clock()
         if outcome.delivered:
@@ -288,7 +288,7 @@ class WebhookDispatcher:
             async with self.ctx.storage.write() as tx:
                 await tx.webhook_deliveries.record(delivery.id, lease, outcome, status, next_at, now)
         except Exception as exc:  # not recorded: the lease lapses and the delivery is tried again
-            self._complain(f"webhook dispatcher: the outcome of delivery {delivery.id} could not be recorded", exc)
+            await self._complain(f"webhook dispatcher: could not record the outcome of delivery {delivery.id}", exc)
 
     async def _send(self, delivery: Delivery, webhook: Webhook) -> Outcome:
         body = delivery_body(delivery)
@@ -306,12 +306,22 @@ class WebhookDispatcher:
         except TimeoutError:
             return Outcome(None, f"no answer within {ATTEMPT_TIMEOUT_SECONDS} s")
 
-    def _complain(self, what: str, exc: Exception) -> None:
+    async def _complain(self, what: str, exc: Exception) -> None:
+        """Log a failure, at most once a minute: one line while the database is away, else the traceback."""
         now = time.monotonic()
         if now - self._logged_at < LOG_EVERY_SECONDS:
             return
         self._logged_at = now
-        if isinstance(exc, StorageUnavailable):
-            log.warning("%s: database unavailable: %s", what, exc.reason)
+        reason = exc.reason if isinstance(exc, StorageUnavailable) else await self._database_away()
+        if reason is not None:
+            log.warning("%s: database unavailable: %s", what, reason)
         else:
             log.error("%s", what, exc_info=exc)
+
+    async def _database_away(self) -> str | None:
+        try:
+            async with asyncio.timeout(2):
+                await self.ctx.storage.ping()
+        except Exception as exc:
+            return f"{type(exc).__name__}: {exc}".splitlines()[0]
+        return None
