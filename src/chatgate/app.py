@@ -30,7 +30,7 @@ from chatgate.http.limits import BodyLimit
 from chatgate.http.live_socket import live_route
 from chatgate.http.request_metrics import RequestMetrics, metrics_page
 from chatgate.http.requests import json
-from chatgate.http.routes import conversations, directory, end_users, keys, projects, staff
+from chatgate.http.routes import conversations, directory, end_users, keys, projects, staff, webhooks
 from chatgate.http.routing import Endpoint, docs_page, openapi_document, starlette_routes
 from chatgate.services.bundle import Services
 from chatgate.services.context import ServiceContext
@@ -43,6 +43,7 @@ from chatgate.settings import Settings
 from chatgate.storage.open import StorageAdapter, open_event_feed, open_rate_counter, open_storage
 from chatgate.storage.sqlite import SqliteStorage
 from chatgate.web import pages
+from chatgate.webhook_sender import HttpWebhookSender
 
 if TYPE_CHECKING:
     from chatgate.metrics import Metrics
@@ -69,6 +70,7 @@ def build_services(
         limiter=RateLimiter(settings.rate_rules, counter, server_keys.rate_limit_pseudonyms),
         live=live,
         projects=ProjectCache(storage, live, enabled=not isinstance(storage, SqliteStorage)),
+        webhook_sender=HttpWebhookSender(settings.webhook_allow_private),
         sign_ins=sign_ins or NoSignInMetrics(),
     )
     # What a transaction of this process commits reaches this process's sockets at once;
@@ -86,6 +88,7 @@ def api_endpoints(services: Services) -> list[Endpoint]:
         *keys.endpoints(services),
         *directory.endpoints(services),
         *conversations.endpoints(services),
+        *webhooks.endpoints(services),
     ]
 
 
@@ -138,7 +141,8 @@ def create_app(settings: Settings) -> ASGIApp:
         # collector, whose full passes over it took ~40 ms each (a p99 of its own).
         gc.collect()
         gc.freeze()
-        background = [asyncio.create_task(housekeeping())]
+        # Every process sends the webhook deliveries that are due; claims keep them from sending one twice.
+        background = [asyncio.create_task(housekeeping()), asyncio.create_task(services.webhook_dispatcher.run())]
         if metrics is not None and storage.pool_usage() is not None:
             background.append(asyncio.create_task(keep_reporting_pool()))
         try:
@@ -146,6 +150,8 @@ def create_app(settings: Settings) -> ASGIApp:
         finally:
             for task in background:
                 task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
+            await services.ctx.webhook_sender.close()
             await services.ctx.live.close()
             await services.ctx.limiter.close()
             await storage.close()

@@ -132,6 +132,16 @@ class ApiKeyNotFound(NotFound):
     default_message = "No such API key in this project."
 
 
+class WebhookNotFound(NotFound):
+    code = "webhook_not_found"
+    default_message = "No such webhook in this project."
+
+
+class DeliveryNotFound(NotFound):
+    code = "delivery_not_found"
+    default_message = "No such delivery of this webhook."
+
+
 class MethodNotAllowed(DomainError):
     status, code = 405, "method_not_allowed"
     default_message = "This method is not allowed here."
@@ -154,6 +164,11 @@ class LastOwner(Conflict):
 class IdentityConflict(Conflict):
     code = "identity_conflict"
     default_message = "This email already belongs to another user of the project."
+
+
+class WebhookLimitReached(Conflict):
+    code = "webhook_limit_reached"
+    default_message = "This project has as many webhooks as the server allows; delete one first."
 
 
 class PayloadTooLarge(DomainError):

@@ -44,6 +44,9 @@ class Settings:
     metrics_token: str | None = None
     max_conversations_per_user: int = 1000
     ws_ping_seconds: int = 20
+    # Webhooks to loopback, private, link-local … addresses and over plain http:// (tests, closed networks).
+    webhook_allow_private: bool = False
+    webhook_retry_base_seconds: int = 10
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -86,6 +89,8 @@ class Settings:
             metrics_token=env.get("CHATGATE_METRICS_TOKEN") or None,
             max_conversations_per_user=_int(env, "CHATGATE_MAX_CONVERSATIONS_PER_USER", 1000),
             ws_ping_seconds=_int(env, "CHATGATE_WS_PING_SECONDS", 20),
+            webhook_allow_private=_bool(env, "CHATGATE_WEBHOOK_ALLOW_PRIVATE", False),
+            webhook_retry_base_seconds=_int(env, "CHATGATE_WEBHOOK_RETRY_BASE_SECONDS", 10),
         )
 
 

@@ -12,9 +12,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine, text
 
 from chatgate.storage.migrate import head_revision, upgrade
+from chatgate.storage.tables import metadata
 from conftest import start_server
 
 
@@ -93,3 +96,22 @@ def test_instances_starting_together_migrate_one_after_the_other(
     with engine.connect() as conn:
         assert conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == [head_revision()]
     engine.dispose()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_the_migrations_build_the_schema_tables_py_declares(
+    tmp_path: Path, request: pytest.FixtureRequest, backend: str
+) -> None:
+    """tables.py (what the code assumes) and the Alembic revisions (what databases get) say the same."""
+    if backend == "postgresql":
+        url = request.getfixturevalue("scratch_postgres").url
+    else:
+        url = f"sqlite:///{tmp_path / 'chatgate.db'}"
+    upgrade(url)
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            context = MigrationContext.configure(conn, opts={"compare_type": True})
+            assert compare_metadata(context, metadata) == []
+    finally:
+        engine.dispose()

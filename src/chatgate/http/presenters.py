@@ -5,7 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+import orjson
+
 from chatgate.domain.models import ApiKey, AuditEvent, EndUser, Project, Role, StaffAccount
+from chatgate.domain.webhooks import Delivery, DeliveryStatus, Webhook, user_view
 
 
 def iso(moment: datetime | None) -> str | None:
@@ -57,20 +60,7 @@ def api_key(k: ApiKey, secret: str | None = None) -> dict[str, Any]:
 
 
 def end_user(u: EndUser) -> dict[str, Any]:
-    return {
-        "_id": u.id,
-        "externalId": u.external_id,
-        "email": u.email,
-        "emailverified": u.email_verified,
-        "firstname": u.firstname,
-        "lastname": u.lastname,
-        "fullName": u.full_name,
-        "anonymous": u.anonymous,
-        "createdVia": u.created_via.value,
-        "metadata": u.metadata,
-        "createdAt": iso(u.created_at),
-        "lastSeenAt": iso(u.last_seen_at),
-    }
+    return user_view(u)
 
 
 def audit_event(e: AuditEvent) -> dict[str, Any]:
@@ -84,6 +74,35 @@ def audit_event(e: AuditEvent) -> dict[str, Any]:
         "ip": e.ip,
         "reason": e.reason,
         "details": e.details,
+    }
+
+
+def webhook(w: Webhook, secret: str | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "id": w.id,
+        "url": w.url,
+        "events": [e.value for e in w.events],
+        "createdAt": iso(w.created_at),
+    }
+    if secret is not None:
+        body["secret"] = secret
+    return body
+
+
+def delivery(d: Delivery) -> dict[str, Any]:
+    return {
+        "id": d.id,
+        "webhookId": d.webhook_id,
+        "type": d.event.value,
+        "status": d.status.value,
+        "attempts": d.attempts,
+        "createdAt": iso(d.created_at),
+        "lastAttemptAt": iso(d.last_attempt_at),
+        "lastStatusCode": d.last_status_code,
+        "lastError": d.last_error,
+        "nextAttemptAt": iso(d.next_attempt_at) if d.status is DeliveryStatus.PENDING else None,
+        "deliveredAt": iso(d.delivered_at),
+        "data": orjson.loads(d.data_json),
     }
 
 

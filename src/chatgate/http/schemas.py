@@ -148,6 +148,14 @@ class ConversationChange(Body):
     status: Literal["open", "closed"]
 
 
+class WebhookCreate(Body):
+    url: str = Field(description="https:// URL of a public address, at most 2048 characters")
+    events: list[str] = Field(
+        max_length=16,
+        description="Some of user.created, user.signed_in, conversation.created, message.created, conversation.merged",
+    )
+
+
 class ErrorDetail(BaseModel):
     code: str
     message: str
@@ -294,6 +302,40 @@ class MessageOut(BaseModel):
 class MessageListOut(BaseModel):
     messages: list[MessageOut]
     has_more: bool
+
+
+class WebhookOut(BaseModel):
+    id: str
+    url: str
+    events: list[str]
+    createdAt: str
+    secret: str | None = Field(
+        default=None, description="whsec_…: the HMAC key of Chatgate-Signature; only in the answer that creates it"
+    )
+
+
+class WebhookListOut(BaseModel):
+    webhooks: list[WebhookOut]
+
+
+class DeliveryOut(BaseModel):
+    id: str = Field(description="Also the body's id and the Chatgate-Delivery header: the same on every attempt")
+    webhookId: str
+    type: str
+    status: Literal["pending", "delivered", "failed"]
+    attempts: int
+    createdAt: str
+    lastAttemptAt: str | None
+    lastStatusCode: int | None
+    lastError: str | None
+    nextAttemptAt: str | None = Field(description="When pending: the next attempt")
+    deliveredAt: str | None
+    data: dict[str, Any]
+
+
+class DeliveryListOut(BaseModel):
+    deliveries: list[DeliveryOut]
+    next_cursor: str | None
 
 
 class HealthOut(BaseModel):

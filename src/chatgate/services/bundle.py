@@ -14,6 +14,7 @@ from chatgate.services.maintenance import MaintenanceService
 from chatgate.services.projects import ProjectService
 from chatgate.services.sessions import SessionService
 from chatgate.services.staff import StaffService
+from chatgate.services.webhooks import WebhookDispatcher, WebhookService
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,8 @@ class Services:
     maintenance: MaintenanceService
     health: HealthService
     conversations: ConversationService
+    webhooks: WebhookService
+    webhook_dispatcher: WebhookDispatcher
 
     @classmethod
     def build(cls, ctx: ServiceContext) -> Services:
@@ -44,4 +47,6 @@ class Services:
             maintenance=MaintenanceService(ctx),
             health=HealthService(ctx),
             conversations=ConversationService(ctx),
+            webhooks=WebhookService(ctx),
+            webhook_dispatcher=WebhookDispatcher(ctx, ctx.webhook_sender),
         )

@@ -13,7 +13,7 @@ from chatgate.crypto.tokens import SessionTokenCodec
 from chatgate.domain.ids import new_id
 from chatgate.domain.models import AuditEvent, SessionKind
 from chatgate.services.live import LiveHub
-from chatgate.services.ports import Storage, Transaction
+from chatgate.services.ports import Storage, Transaction, WebhookSender
 from chatgate.services.project_cache import ProjectCache
 from chatgate.services.rate_limits import RateLimiter
 from chatgate.services.sign_in_metrics import NoSignInMetrics, SignInMetrics
@@ -34,6 +34,7 @@ class ServiceContext:
     limiter: RateLimiter
     live: LiveHub
     projects: ProjectCache
+    webhook_sender: WebhookSender
     clock: Callable[[], datetime] = utc_now
     sign_ins: SignInMetrics = field(default_factory=NoSignInMetrics)
 

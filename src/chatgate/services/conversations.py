@@ -116,6 +116,7 @@ class ConversationService:
                 new_id(), project_id, viewer.end_user_id, title, ConversationStatus.OPEN, now, now
             )
             await tx.conversations.add(conversation)
+            # Stored with its webhook deliveries (the events webhooks ask for are enqueued with them).
             await tx.events.add(_conversation_event(EventType.CONVERSATION_CREATED, conversation))
         return conversation
 

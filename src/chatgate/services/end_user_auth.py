@@ -25,6 +25,7 @@ from chatgate.domain.identity import Lookup
 from chatgate.domain.ids import looks_like_id, new_id
 from chatgate.domain.models import CreatedVia, EndUser, NewEndUser, Project, SessionKind
 from chatgate.domain.password_policy import password_problem
+from chatgate.domain.webhooks import WebhookEvent, user_view
 from chatgate.errors import (
     AuthMethodDisabled,
     DomainError,
@@ -42,6 +43,7 @@ from chatgate.services.context import Caller, ServiceContext, audit
 from chatgate.services.keys import KeyService
 from chatgate.services.ports import Transaction
 from chatgate.services.sessions import SessionService
+from chatgate.services.webhooks import enqueue
 
 # lastSeenAt is kept to the minute: a returning login within it writes nothing to the user row.
 LAST_SEEN_RESOLUTION = timedelta(seconds=60)
@@ -107,6 +109,7 @@ class EndUserAuthService:
             user = await self._create(tx, project, visitor, caller, now)
             assert user is not None  # a visitor has no unique key to collide on
             session = await self.sessions.record(tx, SessionKind.END_USER, user.id, project.id, now)
+            await enqueue(tx, project.id, _signed_in(user, "anonymous", created=True), now)
         self.ctx.sign_ins.signed_in("anonymous")
         return EndUserLogin(user, self.sessions.sign(session), True, 0)
 
@@ -317,6 +320,7 @@ class EndUserAuthService:
                     method=attempt.method,
                     created=created,
                 )
+                await enqueue(tx, project.id, _signed_in(user, attempt.method, created=created), now)
         except DomainError as refusal:
             await self._record_refusal(project.id, refusal, caller, attempt.method)
             raise
@@ -464,19 +468,21 @@ class EndUserAuthService:
         if visitor is None or not visitor.anonymous or visitor.id == user.id:
             return 0
         moved = await tx.conversations.move_all(visitor.id, user.id, now)
-        for conversation in moved:
-            await tx.events.add(
-                Event(
-                    EventType.CONVERSATION_MERGED,
-                    project.id,
-                    {
-                        "conversationId": conversation.id,
-                        "conversation": conversation_view(conversation),
-                        "fromUserId": visitor.id,
-                    },
-                    user_id=user.id,
-                )
+        merged = [
+            Event(
+                EventType.CONVERSATION_MERGED,
+                project.id,
+                {
+                    "conversationId": conversation.id,
+                    "conversation": conversation_view(conversation),
+                    "fromUserId": visitor.id,
+                },
+                user_id=user.id,
             )
+            for conversation in moved
+        ]
+        for event in merged:
+            await tx.events.add(event)
         await tx.sessions.revoke_subject(visitor.id, now)
         await tx.events.add(_sessions_ended(project.id, visitor.id, "merged"))
         await tx.end_users.mark_merged(visitor.id, user.id)
@@ -537,6 +543,16 @@ def _forget_after(exp: float | None, leeway_seconds: int) -> datetime | None:
         return datetime.fromtimestamp(exp + leeway_seconds, UTC)
     except (OverflowError, OSError, ValueError):
         return None
+
+
+def _signed_in(user: EndUser, method: str, *, created: bool) -> list[tuple[WebhookEvent, dict[str, Any]]]:
+    """The webhook events of a login: ``user.signed_in``, after ``user.created`` for a new user."""
+    view = user_view(user)
+    events: list[tuple[WebhookEvent, dict[str, Any]]] = []
+    if created:
+        events.append((WebhookEvent.USER_CREATED, {"user": view}))
+    events.append((WebhookEvent.USER_SIGNED_IN, {"user": view, "method": method, "created": created}))
+    return events
 
 
 def _sessions_ended(project_id: str, user_id: str, reason: str) -> Event:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from chatgate.services.context import ServiceContext
+from chatgate.services.webhooks import KEEP_FINISHED
 
 EVERY_SECONDS = 600
 # How long a reconnecting device can ask for the events it missed (later it refetches over REST).
@@ -18,6 +19,7 @@ class Pruned:
     token_ids: int
     rate_counts: int
     events: int
+    webhook_deliveries: int = 0
 
 
 class MaintenanceService:
@@ -26,9 +28,11 @@ class MaintenanceService:
 
     async def prune(self) -> Pruned:
         """Forget expired sessions, the consumed jtis of expired tokens (a replay is refused by exp),
-        the rate counts of finished windows and live events past their retention."""
+        the rate counts of finished windows, live events past their retention and webhook deliveries
+        finished long ago."""
         now = self.ctx.clock()
         async with self.ctx.storage.write() as tx:
             sessions, token_ids = await tx.sessions.forget_expired(now), await tx.token_ids.forget_expired(now)
             events = await tx.events.forget_before(now - EVENT_RETENTION)
-        return Pruned(sessions, token_ids, await self.ctx.limiter.forget_finished(), events)
+            deliveries = await tx.webhook_deliveries.forget_finished_before(now - KEEP_FINISHED)
+        return Pruned(sessions, token_ids, await self.ctx.limiter.forget_finished(), events, deliveries)

@@ -36,6 +36,7 @@ from chatgate.domain.models import (
     Session,
     StaffAccount,
 )
+from chatgate.domain.webhooks import Delivery, DeliveryStatus, Outcome, Webhook, WebhookEvent
 
 
 class StaffRepository(Protocol):
@@ -176,6 +177,55 @@ class EventRepository(Protocol):
     async def forget_before(self, moment: datetime) -> int: ...
 
 
+class WebhookRepository(Protocol):
+    async def add(self, webhook: Webhook) -> None: ...
+    async def get(self, project_id: str, webhook_id: str) -> Webhook | None: ...
+    async def by_id(self, webhook_id: str) -> Webhook | None: ...
+    async def for_project(self, project_id: str) -> list[Webhook]: ...
+    async def count(self, project_id: str) -> int: ...
+    async def remove(self, project_id: str, webhook_id: str) -> bool:
+        """Delete the webhook and its deliveries; False when the project has no such webhook."""
+
+
+class WebhookDeliveryRepository(Protocol):
+    async def enqueue(
+        self, project_id: str, events: Sequence[tuple[WebhookEvent, Mapping[str, Any]]], now: datetime
+    ) -> None:
+        """One pending delivery per event and per webhook of the project that asks for it, in one statement
+        (which may wait until the commit, like ``write_later``): nothing to read when no webhook matches."""
+
+    async def get(self, webhook_id: str, delivery_id: str) -> Delivery | None: ...
+
+    async def page(
+        self, webhook_id: str, *, status: DeliveryStatus | None, limit: int, before: str | None
+    ) -> list[Delivery]:
+        """Newest first; ``before`` is the last id of the previous page."""
+
+    async def any_due(self, now: datetime) -> bool:
+        """Whether some delivery waits to be sent (a read, before claiming with a write)."""
+
+    async def claim(self, now: datetime, lease: str, lease_until: datetime, limit: int) -> list[Delivery]:
+        """Take up to ``limit`` due deliveries for one attempt each, marked with ``lease`` until ``lease_until``:
+        no other claim gets them meanwhile, in this process or any other. Their ``attempts`` count it."""
+
+    async def record(
+        self,
+        delivery_id: str,
+        lease: str,
+        outcome: Outcome,
+        status: DeliveryStatus,
+        next_attempt_at: datetime,
+        now: datetime,
+    ) -> bool:
+        """Note the attempt made under ``lease``; False when the lease was lost (nothing changed)."""
+
+    async def resend(self, webhook_id: str, delivery_id: str, now: datetime) -> bool:
+        """Pending again, due ``now``; False when there is no such delivery."""
+
+    async def forget_finished_before(self, moment: datetime) -> int:
+        """Delete delivered and failed deliveries created before ``moment``."""
+
+
 class Transaction(Protocol):
     """The repositories of one transaction."""
 
@@ -199,6 +249,10 @@ class Transaction(Protocol):
     def messages(self) -> MessageRepository: ...
     @property
     def events(self) -> EventRepository: ...
+    @property
+    def webhooks(self) -> WebhookRepository: ...
+    @property
+    def webhook_deliveries(self) -> WebhookDeliveryRepository: ...
 
 
 class Storage(Protocol):
@@ -233,6 +287,18 @@ class RateCounter(Protocol):
     async def ping(self) -> None:
         """Raise when the counts cannot be reached."""
 
+    async def close(self) -> None: ...
+
+
+class WebhookSender(Protocol):
+    """Sends one signed delivery over HTTPS; adapter: chatgate.webhook_sender (httpx).
+
+    It resolves the host itself and refuses, without connecting, a name that
+    resolves to a non-public address (unless the operator allows them).
+    Never raises: every failure is an ``Outcome`` with an error.
+    """
+
+    async def send(self, url: str, body: bytes, headers: Mapping[str, str]) -> Outcome: ...
     async def close(self) -> None: ...
 
 

@@ -17,6 +17,7 @@ from chatgate.domain.conversations import (
     Viewer,
 )
 from chatgate.storage.sql import Sql
+from chatgate.storage.webhook_repos import WEBHOOK_EVENT_NAMES, deliveries_of_event, delivery_values
 
 # A NOTIFY payload must stay under 8,000 bytes; a larger event is announced by its seq alone
 # and read back from the table by the listener.
@@ -130,7 +131,8 @@ class MessageRepo:
                 "UPDATE conversations SET updated_at = :now WHERE id = :c", now=m.created_at, c=m.conversation_id
             )
             return await self.events.add(event)
-        # PostgreSQL: one statement, one round trip; atomic without BEGIN/COMMIT when it is the only write.
+        # PostgreSQL: one statement, one round trip (the message, the conversation's updatedAt, the
+        # event, its webhook deliveries and its NOTIFY); atomic without BEGIN/COMMIT when it is the only write.
         event_values = self.events.values(event)
         seq = await self.sql.last_write(
             f"WITH m AS ({_INSERT_MESSAGE}),"  # noqa: S608
@@ -139,12 +141,14 @@ class MessageRepo:
             " e AS (INSERT INTO events (project_id, type, user_id, session_id, payload, created_at)"
             " SELECT CAST(:e_project_id AS VARCHAR), CAST(:e_type AS VARCHAR), CAST(:e_user_id AS VARCHAR),"
             " CAST(:e_session_id AS VARCHAR), CAST(:e_payload AS JSON), CAST(:e_created_at AS TIMESTAMPTZ)"
-            " FROM m RETURNING seq)"
+            " FROM m RETURNING seq),"
+            f" d AS ({deliveries_of_event('postgresql', 'e')})"
             f" SELECT e.seq FROM e, LATERAL (SELECT pg_notify('{NOTIFY_CHANNEL}', e.seq::text || ' ' || :note))"
             " AS sent",
             note=_note(event),
             **values,
             **{f"e_{name}": value for name, value in event_values.items()},
+            **delivery_values(m.project_id, event.type.value, event.payload, m.created_at),
         )
         return None if seq is None else self.events.added_as(event, int(seq))
 
@@ -200,12 +204,20 @@ class EventRepo:
         self.added: list[Event] = []  # handed to this process's sockets once the transaction commits
 
     async def add(self, event: Event) -> Event:
+        """Store the event and, for an event webhooks can ask for, its deliveries (the outbox)."""
         values = self.values(event)
+        hooked = event.type.value in WEBHOOK_EVENT_NAMES and event.project_id is not None
+        if hooked:
+            values |= delivery_values(event.project_id or "", event.type.value, event.payload, values["created_at"])
         if self.sql.dialect != "postgresql":
-            return self.added_as(event, int(await self.sql.scalar(_INSERT_EVENT, **values)))
-        # One round trip: store, and notify the listeners once the transaction commits.
+            seq = int(await self.sql.scalar(_INSERT_EVENT, **values))
+            if hooked:
+                await self.sql.run(deliveries_of_event("sqlite", "(SELECT 1) AS one"), **values)
+            return self.added_as(event, seq)
+        # One round trip: store, enqueue, and notify the listeners once the transaction commits.
+        deliveries = f", d AS ({deliveries_of_event('postgresql', 'e')})" if hooked else ""
         seq = await self.sql.scalar(
-            f"WITH e AS ({_INSERT_EVENT}) SELECT e.seq FROM e,"  # noqa: S608
+            f"WITH e AS ({_INSERT_EVENT}){deliveries} SELECT e.seq FROM e,"  # noqa: S608
             f" LATERAL (SELECT pg_notify('{NOTIFY_CHANNEL}', e.seq::text || ' ' || :note)) AS sent",
             note=_note(event),
             **values,

@@ -29,6 +29,7 @@ from chatgate.domain.models import (
 )
 from chatgate.storage.conversation_repos import ConversationRepo, EventRepo, MessageRepo
 from chatgate.storage.sql import Sql
+from chatgate.storage.webhook_repos import WebhookDeliveryRepo, WebhookRepo
 
 
 class _Repo:
@@ -597,3 +598,5 @@ class Store:
         self.conversations = ConversationRepo(sql)
         self.events = EventRepo(sql)
         self.messages = MessageRepo(sql, self.events)
+        self.webhooks = WebhookRepo(sql)
+        self.webhook_deliveries = WebhookDeliveryRepo(sql)

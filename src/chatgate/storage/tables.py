@@ -19,6 +19,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    Text,
     UniqueConstraint,
 )
 from sqlalchemy.engine import Dialect
@@ -254,6 +255,45 @@ events = Table(
     Index(None, "project_id", "seq"),
     Index(None, "user_id", "seq"),
     sqlite_autoincrement=True,
+)
+
+# HTTPS endpoints of a project that receive signed deliveries of the events they name
+# (space-separated, e.g. "message.created user.created"). The signing secret is sealed.
+webhooks = Table(
+    "webhooks",
+    metadata,
+    _id(primary_key=True),
+    _id("project_id", ForeignKey("projects.id", ondelete="CASCADE"), nullable=False),
+    Column("url", String(2048), nullable=False),
+    Column("events", String(256), nullable=False),
+    Column("secret_sealed", LargeBinary, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Index(None, "project_id"),
+)
+
+# The outbox: one row per event and webhook, written in the transaction of the change it
+# reports, sent by the dispatcher of any server process. ``lease`` marks the one process
+# sending it until ``locked_until`` (past that, a crashed sender's claim lapses).
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    _id(primary_key=True),
+    _id("webhook_id", ForeignKey("webhooks.id", ondelete="CASCADE"), nullable=False),
+    _id("project_id", nullable=False),
+    Column("event_type", String(32), nullable=False),
+    Column("payload", Text, nullable=False),  # the event's data, as the JSON text that is sent
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", UtcDateTime, nullable=False),
+    Column("lease", String(24), nullable=True),
+    Column("locked_until", UtcDateTime, nullable=True),
+    Column("last_attempt_at", UtcDateTime, nullable=True),
+    Column("last_status_code", Integer, nullable=True),
+    Column("last_error", String(500), nullable=True),
+    Column("delivered_at", UtcDateTime, nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Index(None, "webhook_id", "id"),
+    Index(None, "status", "next_attempt_at"),
 )
 
 __all__ = ["metadata"]
