@@ -193,6 +193,7 @@ def _moment(raw: str | None) -> datetime | None:
         return None
     try:
         moment = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError:
+        # In UTC, 0001-01-01T00:00+14:00 is before year 1: OverflowError, the client's mistake all the same.
+        return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    except (ValueError, OverflowError):
         raise ValidationFailed({"updated_since": "must be an ISO 8601 time, e.g. 2026-11-29T08:00:00Z"}) from None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
