@@ -40,7 +40,7 @@ from chatgate.services.keys import live_api_key
 from chatgate.services.ports import Transaction
 
 MAX_PAGE = 200
-BACKEND_ROLES = frozenset({"org.user", "org.admin"})
+BACKEND_ROLES = frozenset({"org.user"})
 
 
 @dataclass(frozen=True)
