@@ -214,7 +214,9 @@ class EventRepo:
 
     async def since(self, viewer: Viewer, after_seq: int, limit: int) -> list[Event]:
         if viewer.end_user_id is None:
-            audience, params = "session_id IS NULL OR session_id = :s", {"s": viewer.session_id}
+            # As live (Viewer.sees): staff never receive the end of an end user's sessions.
+            audience = "(session_id IS NULL AND type <> :revoked) OR session_id = :s"
+            params = {"s": viewer.session_id, "revoked": EventType.SESSION_REVOKED.value}
         else:
             audience = "user_id = :u AND (session_id IS NULL OR session_id = :s)"
             params = {"u": viewer.end_user_id, "s": viewer.session_id}
