@@ -26,9 +26,15 @@ from sqlalchemy import create_engine, text
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from conftest import POSTGRES_URL, Project, Server
+import chatgate
+from conftest import POSTGRES_URL, ROOT, Project, Server
 from doors import descendants, owner_of
 from jwt_tools import hs256, now
+
+# The servers run ``python -m chatgate`` with this process's environment: the code under test is the
+# one imported here, which must be this checkout's (PYTHONPATH=src from its root), not an installed copy.
+if not Path(chatgate.__file__).resolve().is_relative_to(ROOT / "src"):
+    raise RuntimeError(f"chatgate is imported from {chatgate.__file__}, not {ROOT / 'src'}: run with PYTHONPATH=src")
 
 # The longest a test waits for something that must happen.
 WAIT = 5.0
