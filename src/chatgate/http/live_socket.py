@@ -155,7 +155,11 @@ async def _replay(services: Services, websocket: WebSocket, socket: LiveSocket) 
         await websocket.send_text(orjson.dumps({"type": "resync", "seq": replay.last_seq}).decode())
     for event in replay.events:
         await websocket.send_text(orjson.dumps(event_frame(event)).decode())
-    socket.after_seq = max([after or 0, *(e.seq for e in replay.events)]) if replay.events else 0
+    # Everything up to ``ready``'s seq is the past: replayed above, or in what the client fetches after a
+    # resync or a fresh start. A copy the feed brings late (committed just before this socket opened) is
+    # not sent again, so seqs only grow after ``ready``.
+    # (Not the client's after_seq: one from the future is answered resync and must not mute the socket.)
+    socket.after_seq = max([replay.last_seq, *(e.seq for e in replay.events)])
 
 
 async def _serve(socket: LiveSocket, expires_at: float) -> tuple[int, str]:

@@ -139,7 +139,9 @@ class ConversationRepository(Protocol):
     ) -> list[Conversation]:
         """Newest first (by id); ``before`` is the last id of the previous page."""
 
-    async def count_for_user(self, user_id: str) -> int: ...
+    async def count_for_user(self, user_id: str) -> int:
+        """The user's conversations; in a write, other transactions counting them wait for this one."""
+
     async def set_status(self, conversation_id: str, status: ConversationStatus, now: datetime) -> None: ...
     async def touch(self, conversation_id: str, now: datetime) -> None: ...
 

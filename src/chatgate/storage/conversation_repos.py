@@ -79,6 +79,10 @@ class ConversationRepo:
         return [self._conversation(r) for r in rows]
 
     async def count_for_user(self, user_id: str) -> int:
+        if self.sql.dialect == "postgresql":
+            # The user's row lock queues their concurrent starts, so each counts the ones before it
+            # (SQLite's single writer already does).
+            await self.sql.run("SELECT id FROM end_users WHERE id = :u FOR UPDATE", u=user_id)
         return int(await self.sql.scalar("SELECT COUNT(*) FROM conversations WHERE user_id = :u", u=user_id))
 
     async def set_status(self, conversation_id: str, status: ConversationStatus, now: datetime) -> None:

@@ -232,7 +232,8 @@ class LazyTransaction(PostgresSql):
 
 
 def _is_read(sql: str) -> bool:
-    return sql.lstrip()[:6].upper() == "SELECT"
+    """A plain read, which needs no open transaction (a locking read does)."""
+    return sql.lstrip()[:6].upper() == "SELECT" and not sql.rstrip().upper().endswith("FOR UPDATE")
 
 
 @lru_cache(maxsize=128)
