@@ -1,9 +1,9 @@
 """Live delivery inside one process: which sockets see which committed events.
 
-Services hand the events they committed to ``LiveHub.committed`` (this
-process's sockets get them at once); the ``EventFeed`` brings the events
-other processes committed. An event reaches a socket once: the feed's copy
-of an event already delivered here is skipped.
+Every event reaches this process through the ``EventFeed``, in seq order,
+the events this process committed included (a few milliseconds after the
+commit); an event reaches a socket once. ``LiveHub.committed`` only makes
+this process forget a project it changed at once, before the feed says so.
 """
 
 from __future__ import annotations
@@ -76,12 +76,18 @@ class LiveHub:
         return sum(len(subs) for subs in self._sessions.values())
 
     def committed(self, events: Sequence[Event]) -> None:
-        """Events this process has just committed: deliver them here now."""
+        """Events this process has just committed. A changed project is forgotten here at once; what
+        sockets see comes from the feed, which delivers every process's events in one order (by seq),
+        so that a device resuming after the last seq it saw misses nothing."""
         for event in events:
-            self._remember(event.seq)
-            self._dispatch(event)
+            if event.internal:
+                self._dispatch(event)
 
     async def _from_feed(self, event: Event) -> None:
+        self._deliver_once(event)
+
+    def _deliver_once(self, event: Event) -> None:
+        # A feed that reconnects reads again what it may have delivered already.
         if event.seq in self._delivered:
             return
         self._remember(event.seq)

@@ -32,6 +32,8 @@ Deliver = Callable[[Event], Awaitable[None]]
 POLL_SECONDS = 0.005
 BATCH = 500
 RECONNECT_SECONDS = 1.0
+# How long a PostgreSQL event waits for a lower seq committed a moment later.
+GAP_WAIT_SECONDS = 0.05
 
 
 class SqliteEventFeed:
@@ -102,17 +104,42 @@ class PostgresEventFeed:
         self._queue.put_nowait(payload)
 
     async def _deliver(self, deliver: Deliver) -> None:
+        """Notifications come in commit order; a seq is taken before the commit, so two transactions
+        may commit in the other order. Events wait (at most GAP_WAIT_SECONDS) for a lower seq still to
+        come, so that sockets see seqs in order; a seq that never comes (a rolled-back transaction took
+        it) stops the wait."""
+        waiting: dict[int, Event] = {}
         while True:
-            payload = await self._queue.get()
+            timeout = GAP_WAIT_SECONDS if waiting else None
+            try:
+                async with asyncio.timeout(timeout):
+                    payload = await self._queue.get()
+            except TimeoutError:  # the gap is not going to fill: go on past it
+                self._last = max(self._last, min(waiting) - 1)
+                await self._release(waiting, deliver)
+                continue
             try:
                 seq, event = event_from_notice(payload)
                 if event is None:
                     event = await self._read(seq)
-                if event is not None:
-                    self._last = max(self._last, event.seq)
-                    await deliver(event)
+                if event is None or event.seq <= self._last:
+                    if event is not None:  # after a gap was given up on: late, but not lost
+                        await deliver(event)
+                    continue
+                waiting[event.seq] = event
+                await self._release(waiting, deliver)
             except Exception:
                 log.exception("delivering an event failed")
+
+    async def _release(self, waiting: dict[int, Event], deliver: Deliver) -> None:
+        """Deliver the waiting events that follow the last delivered one without a gap (and any that a
+        catch-up after a reconnect went past: the hub skips the ones it has seen)."""
+        for seq in sorted(seq for seq in waiting if seq <= self._last):
+            await deliver(waiting.pop(seq))
+        while self._last + 1 in waiting:
+            event = waiting.pop(self._last + 1)
+            self._last = event.seq
+            await deliver(event)
 
     async def _read(self, seq: int) -> Event | None:
         async with self.storage.read() as tx:
@@ -132,12 +159,14 @@ class PostgresEventFeed:
                 self._listener = None
 
     async def _catch_up(self, deliver: Deliver) -> None:
-        """What other processes committed while this one was not listening."""
+        """What other processes committed while this one was not listening (delivered once: the hub
+        skips what it has seen)."""
         async with self.storage.read() as tx:
             missed = await tx.events.after(self._last, BATCH)
         for event in missed:
-            self._last = max(self._last, event.seq)
             await deliver(event)
+        if missed:
+            self._last = max(self._last, missed[-1].seq)
 
     async def close(self) -> None:
         for task in self._tasks:
