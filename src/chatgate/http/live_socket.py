@@ -58,6 +58,8 @@ class LiveSocket:
         return self._viewer
 
     def push(self, event: Event) -> None:
+        if event.seq <= self.after_seq:  # the past: replayed, or for the client to fetch
+            return
         try:
             self.frames.put_nowait(event)
         except asyncio.QueueFull:
@@ -150,16 +152,16 @@ async def _replay(services: Services, websocket: WebSocket, socket: LiveSocket) 
     raw = websocket.query_params.get("after_seq")
     after = int(raw) if raw and raw.isascii() and raw.isdigit() and len(raw) < 19 else None
     replay = await services.conversations.replay(socket.viewer, after, REPLAY_LIMIT)
+    # Everything up to ``ready``'s seq is the past: replayed below, or in what the client fetches after a
+    # resync or a fresh start. A copy the feed brings late (committed just before this socket opened) is
+    # not sent again, so seqs only grow after ``ready``.
+    # (Not the client's after_seq: one from the future is answered resync and must not mute the socket.)
+    socket.after_seq = max([replay.last_seq, *(e.seq for e in replay.events)])
     await websocket.send_text(orjson.dumps({"type": "ready", "seq": replay.last_seq}).decode())
     if replay.resync:
         await websocket.send_text(orjson.dumps({"type": "resync", "seq": replay.last_seq}).decode())
     for event in replay.events:
         await websocket.send_text(orjson.dumps(event_frame(event)).decode())
-    # Everything up to ``ready``'s seq is the past: replayed above, or in what the client fetches after a
-    # resync or a fresh start. A copy the feed brings late (committed just before this socket opened) is
-    # not sent again, so seqs only grow after ``ready``.
-    # (Not the client's after_seq: one from the future is answered resync and must not mute the socket.)
-    socket.after_seq = max([replay.last_seq, *(e.seq for e in replay.events)])
 
 
 async def _serve(socket: LiveSocket, expires_at: float) -> tuple[int, str]:
