@@ -4,12 +4,15 @@ Contenders: Chatgate on SQLite and on PostgreSQL (production settings), the
 floor app (bench/floor_app.py, same server and JOSE library) and the peer
 (Express + jsonwebtoken). wrk loads each on 127.0.0.1 after a warm-up; rounds
 interleave the contenders so machine noise hits them alike; medians are kept.
+The WebSocket scenarios (live_delivery, idle_sockets) are loaded by
+bench/live_load.py, in processes of its own.
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import hashlib
 import hmac
 import json
@@ -17,6 +20,7 @@ import multiprocessing
 import os
 import platform
 import re
+import resource
 import secrets
 import shutil
 import signal
@@ -27,7 +31,6 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib.metadata import version
@@ -36,13 +39,16 @@ from typing import Any
 
 import httpx
 
+from bench.live_load import raise_fd_limit
+
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 RESULTS = BENCH / "results"
 CONNECTIONS = 64
 WORKERS = os.cpu_count() or 2
 PASSWORD = "bench passphrase 2026"
-SCENARIOS = (
+# Loaded with wrk: requests per second and latency.
+WRK_SCENARIOS = (
     "exchange_returning",
     "exchange_first_login",
     "custom_token",
@@ -50,7 +56,17 @@ SCENARIOS = (
     "auth_me",
     "anonymous_signin",
     "password_signin",
+    "message_post",
 )
+# Loaded with WebSockets by bench/live_load.py.
+SOCKET_SCENARIOS = ("live_delivery", "idle_sockets")
+SCENARIOS = WRK_SCENARIOS + SOCKET_SCENARIOS
+# live_delivery: end users, each with a conversation and this many devices (a session and a socket each).
+LIVE_USERS = 100
+LIVE_DEVICES = 10
+LIVE_RATE = 500  # messages per second, over all users
+LOAD_PROCESSES = 2  # receiver processes of bench/live_load.py
+IDLE_HOLD_SECONDS = 5  # idle_sockets: how long the sockets sit open before the server's RSS is read
 TARGETS = {
     "exchange_returning": {"ratio_to_floor": 0.5, "ratio_to_peer": 3.0},
     "auth_me": {"ratio_to_floor": 0.6},
@@ -62,6 +78,21 @@ TARGETS = {
     "customer_login@postgresql": {"ratio_to_sqlite": 0.5},
     "custom_token@postgresql": {"ratio_to_sqlite": 0.5},
     "auth_me@postgresql": {"ratio_to_sqlite": 0.8},
+    # Posting a message against signing in, on the same database.
+    "message_post": {"ratio_to_exchange_returning": 0.8},
+    "message_post@postgresql": {"ratio_to_exchange_returning": 0.8},
+    # The latencies below hold at this rate only if the server kept up with it.
+    "live_delivery": {"posted_per_s": 0.95 * LIVE_RATE},
+    "live_delivery@postgresql": {"posted_per_s": 0.95 * LIVE_RATE},
+}
+# Upper bounds, for the WebSocket scenarios (no requests per second).
+CEILINGS = {
+    name: limits
+    for backend in ("", "@postgresql")
+    for name, limits in (
+        (f"live_delivery{backend}", {"p50_ms": 10.0, "p99_ms": 50.0, "missed": 0, "foreign": 0}),
+        (f"idle_sockets{backend}", {"rss_mib": 1024.0}),
+    )
 }
 P99_TARGET_MS = 50.0
 
@@ -107,6 +138,23 @@ class Process:
             total += int(match.group(1)) if match else 0
         return round(total / 1024, 1)
 
+    def open_descriptors(self) -> dict[int, int]:
+        """Open file descriptors of each process of the server (its sockets among them), by pid."""
+        counts = {}
+        for pid in [self.popen.pid, *_children(self.popen.pid)]:
+            with contextlib.suppress(OSError):
+                counts[pid] = len(os.listdir(f"/proc/{pid}/fd"))
+        return counts
+
+    def descriptor_limit(self) -> int:
+        """The smallest soft open-file limit among the server's processes (inherited from the runner)."""
+        limits = []
+        for pid in [self.popen.pid, *_children(self.popen.pid)]:
+            with contextlib.suppress(OSError):
+                found = re.search(r"Max open files\s+(\d+)", Path(f"/proc/{pid}/limits").read_text())
+                limits.append(int(found.group(1)) if found else 0)
+        return min(limits, default=0)
+
     def stop(self) -> None:
         if self.popen.poll() is None:
             self.popen.send_signal(signal.SIGTERM)
@@ -151,7 +199,8 @@ def start_chatgate(name: str, database_url: str | None, data_dir: Path) -> Proce
         # Off by default, else the limits would answer most of the load with 429s; set
         # CHATGATE_BENCH_RATE_LIMITS to high limits to measure what counting costs.
         "CHATGATE_RATE_LIMITS": os.environ.get(
-            "CHATGATE_BENCH_RATE_LIMITS", "signin_account=0/1,signin_ip=0/1,signup_ip=0/1,anonymous_ip=0/1"
+            "CHATGATE_BENCH_RATE_LIMITS",
+            "signin_account=0/1,signin_ip=0/1,signup_ip=0/1,anonymous_ip=0/1,message_sender=0/1",
         ),
         "CHATGATE_LOG_LEVEL": "warning",
     }
@@ -310,6 +359,8 @@ class Fixture:
     project_id: str
     secret: str
     loads: dict[str, Load]
+    # live_delivery and idle_sockets: made on first use (1,000 sign-ins), see live_users().
+    live_users: list[dict[str, Any]] | None = None
 
 
 def prepare(server: Process, tmp: Path, first_logins: int) -> Fixture:
@@ -323,6 +374,10 @@ def prepare(server: Process, tmp: Path, first_logins: int) -> Fixture:
         code = hs256(secret, {"user": {"id": "bench-returning", "email": "ret@example.com"}, "exp": exp})
         exchange = f"/v1/projects/{pid}/auth/external-code"
         session = api.post(exchange, json={"externalAuthCode": code}).json()["token"]
+        conversation = api.post(
+            f"/v1/projects/{pid}/conversations", json={}, headers={"Authorization": session}
+        ).raise_for_status()
+        messages = f"/v1/projects/{pid}/conversations/{conversation.json()['id']}/messages"
         custom = hs256(secret, {"_id": "bench-td", "sub": "userexternal", "aud": f"{server.url}/projects/{pid}"})
         api.post("/v1/auth/signinWithCustomToken", headers={"Authorization": f"JWT {custom}"})
         customer = hs256(secret, {"externalId": "bench-k", "iat": int(time.time())})
@@ -353,8 +408,32 @@ def prepare(server: Process, tmp: Path, first_logins: int) -> Fixture:
             json_headers,
             json.dumps({"email": user_email, "password": PASSWORD}),
         ),
+        "message_post": Load(
+            "POST", messages, {**json_headers, "Authorization": session}, json.dumps({"text": "bench message"})
+        ),
     }
     return Fixture(pid, secret, loads)
+
+
+def live_users(server: Process, fixture: Fixture) -> list[dict[str, Any]]:
+    """End users with a conversation each and a session per device: ``{"conversation", "tokens"}``."""
+    if fixture.live_users is None:
+        exp = int(time.time()) + 7 * 86400
+        exchange = f"/v1/projects/{fixture.project_id}/auth/external-code"
+        users = []
+        with httpx.Client(base_url=server.url, timeout=30, trust_env=False) as api:
+            for u in range(LIVE_USERS):
+                code = hs256(fixture.secret, {"user": {"id": f"bench-live-{u}"}, "exp": exp})
+                tokens = [
+                    api.post(exchange, json={"externalAuthCode": code}).raise_for_status().json()["token"]
+                    for _ in range(LIVE_DEVICES)
+                ]
+                conversation = api.post(
+                    f"/v1/projects/{fixture.project_id}/conversations", json={}, headers={"Authorization": tokens[0]}
+                ).raise_for_status()
+                users.append({"conversation": conversation.json()["id"], "tokens": tokens})
+        fixture.live_users = users
+    return fixture.live_users
 
 
 # -- argon2 reference ---------------------------------------------------------
@@ -399,17 +478,31 @@ class Plan:
     warmup: float
     memory_requests: int
     first_logins: int
+    live_seconds: float  # live_delivery: posting time measured, after the warm-up
+    idle_sockets: int
 
 
 PLANS = {
-    "quick": Plan(rounds=2, seconds=5, warmup=2, memory_requests=30_000, first_logins=120_000),
-    "full": Plan(rounds=3, seconds=15, warmup=3, memory_requests=100_000, first_logins=400_000),
+    "quick": Plan(
+        rounds=2, seconds=5, warmup=2, memory_requests=30_000, first_logins=120_000, live_seconds=5, idle_sockets=10_000
+    ),
+    "full": Plan(
+        rounds=3,
+        seconds=15,
+        warmup=3,
+        memory_requests=100_000,
+        first_logins=400_000,
+        live_seconds=10,
+        idle_sockets=10_000,
+    ),
     # A one-minute check that the harness works; its numbers mean little.
-    "smoke": Plan(rounds=1, seconds=2, warmup=1, memory_requests=2_000, first_logins=30_000),
+    "smoke": Plan(
+        rounds=1, seconds=2, warmup=1, memory_requests=2_000, first_logins=30_000, live_seconds=2, idle_sockets=2_000
+    ),
 }
 
 
-@contextmanager
+@contextlib.contextmanager
 def postgres_database(url: str | None) -> Iterator[str | None]:
     if not url:
         yield None
@@ -433,6 +526,16 @@ def postgres_database(url: str | None) -> Iterator[str | None]:
         admin.dispose()
 
 
+@contextlib.contextmanager
+def stopped_on_exit(processes: list[Process]) -> Iterator[None]:
+    """Stop the processes on leaving: before the scratch database is dropped, which servers would log."""
+    try:
+        yield
+    finally:
+        for process in processes:
+            process.stop()
+
+
 def measure_memory(server: Process, fixture: Fixture, total: int) -> dict[str, Any]:
     """RSS after a warm-up and again after ``total`` exchanges of returning users."""
     load = fixture.loads["exchange_returning"]
@@ -450,13 +553,119 @@ def measure_memory(server: Process, fixture: Fixture, total: int) -> dict[str, A
     }
 
 
+def _load_generator(spec: dict[str, Any], name: str) -> subprocess.Popen[str]:
+    """bench/live_load.py in a process of its own, with this spec; its stderr goes to tmp/<name>.log."""
+    path = RESULTS / "tmp" / f"{name}-{secrets.token_hex(4)}.json"
+    path.write_text(json.dumps(spec))
+    log = open(RESULTS / "tmp" / f"{name}.log", "ab")  # noqa: SIM115 - lives as long as the process
+    return subprocess.Popen(
+        [sys.executable, "-m", "bench.live_load", str(path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=log,
+        text=True,
+        cwd=ROOT,
+    )
+
+
+def _last_json_line(generator: subprocess.Popen[str], name: str, stdin: str | None = None) -> dict[str, Any]:
+    out, _ = generator.communicate(stdin, timeout=600)
+    lines = out.strip().splitlines()
+    if generator.returncode != 0 or not lines:
+        raise RuntimeError(f"bench.live_load failed ({generator.returncode}); see {RESULTS / 'tmp' / name}.log")
+    return dict(json.loads(lines[-1]))
+
+
+def measure_live(server: Process, fixture: Fixture, plan: Plan) -> dict[str, Any]:
+    """Time from a message's 201 to its event on the poster's other devices, 1,000 sockets open."""
+    spec = {
+        "mode": "live",
+        "url": server.url,
+        "ws_url": server.url.replace("http://", "ws://") + f"/v1/projects/{fixture.project_id}/ws",
+        "project_id": fixture.project_id,
+        "users": live_users(server, fixture),
+        "rate": LIVE_RATE,
+        "seconds": plan.live_seconds,
+        "warmup": plan.warmup,
+        "processes": LOAD_PROCESSES,
+        "server_pids": [server.popen.pid, *_children(server.popen.pid)],
+    }
+    return _last_json_line(_load_generator(spec, f"live-load-{server.name}"), f"live-load-{server.name}")
+
+
+def measure_idle(server: Process, fixture: Fixture, plan: Plan) -> dict[str, Any]:
+    """The server's RSS (all processes) with ``plan.idle_sockets`` authenticated sockets open and idle."""
+    sessions = [token for user in live_users(server, fixture) for token in user["tokens"]]
+    spec = {
+        "mode": "idle",
+        "ws_url": server.url.replace("http://", "ws://") + f"/v1/projects/{fixture.project_id}/ws",
+        "tokens": sessions,
+        "sockets": plan.idle_sockets,
+        "processes": LOAD_PROCESSES,
+    }
+    name = f"idle-load-{server.name}"
+    before = server.rss_mib()
+    generator = _load_generator(spec, name)
+    try:
+        opened = json.loads(generator.stdout.readline() or "{}")  # type: ignore[union-attr]
+        time.sleep(IDLE_HOLD_SECONDS)
+        rss = server.rss_mib()
+        descriptors = server.open_descriptors()
+    finally:
+        last = _last_json_line(generator, name, stdin="\n")  # closes the sockets
+    return {
+        "sockets": plan.idle_sockets,
+        "sessions": min(len(sessions), plan.idle_sockets),
+        "opened": opened.get("opened", 0),
+        "failed": opened.get("failed", plan.idle_sockets),
+        "failures": opened.get("failures", {}),
+        "open_seconds": opened.get("open_seconds"),
+        "closed_by_server": last.get("closed_by_server", 0),
+        "rss_mib_before": before,
+        "rss_mib": rss,
+        "added_mib": round(rss - before, 1),
+        "kib_per_socket": round((rss - before) * 1024 / max(1, opened.get("opened", 0)), 1),
+        "server_descriptors": descriptors,
+        "server_descriptor_limit": server.descriptor_limit(),
+    }
+
+
+def _print_live(name: str, live: dict[str, Any]) -> None:
+    print(
+        f"  {name:45s} p50 {live['p50_ms']} ms  p99 {live['p99_ms']} ms  (all sockets p99 {live['p99_ms_all_sockets']})"
+        f"  {live['posted_per_s']:.0f} posts/s  post p99 {live['post_p99_ms']} ms  errors {live['post_errors']}"
+        f"  missed {live['missed']}/{live['deliveries_expected']}  sockets {live['opened']}/{live['sockets']}"
+        f"  cores: server {live['server_cpu']}, poster {live['poster_cpu']}, receivers {live['receiver_cpu']}",
+        flush=True,
+    )
+    if live["open_failures"]:
+        print(f"  {'':45s} sockets that did not open: {live['open_failures']}", flush=True)
+
+
+def _print_idle(name: str, idle: dict[str, Any]) -> None:
+    print(
+        f"  {name:45s} {idle['opened']}/{idle['sockets']} sockets open ({idle['failed']} failed, "
+        f"{idle['open_seconds']} s)  RSS {idle['rss_mib_before']} -> {idle['rss_mib']} MiB "
+        f"(+{idle['added_mib']}, {idle['kib_per_socket']} KiB/socket)  fds {idle['server_descriptors']} "
+        f"(limit {idle['server_descriptor_limit']})",
+        flush=True,
+    )
+    if idle["failures"]:
+        print(f"  {'':45s} failures: {idle['failures']}", flush=True)
+
+
 def run(plan: Plan, postgres_url: str | None, only: tuple[str, ...] = ()) -> dict[str, Any] | None:
     """The whole comparison; with ``only``, just those scenarios, printed and not reported."""
     tmp = RESULTS / "tmp"
-    tmp.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(tmp, ignore_errors=True)  # the logs of the previous run
+    tmp.mkdir(parents=True)
     processes: list[Process] = []
     try:
-        with tempfile.TemporaryDirectory() as data, postgres_database(postgres_url) as pg_url:
+        with (
+            tempfile.TemporaryDirectory() as data,
+            postgres_database(postgres_url) as pg_url,
+            stopped_on_exit(processes),
+        ):
             servers = {"sqlite": start_chatgate("chatgate-sqlite", None, Path(data) / "sqlite")}
             if pg_url:
                 servers["postgresql"] = start_chatgate("chatgate-postgresql", pg_url, Path(data) / "pg")
@@ -471,6 +680,9 @@ def run(plan: Plan, postgres_url: str | None, only: tuple[str, ...] = ()) -> dic
             verify = Load("GET", "/verify", bearer)
 
             samples: dict[str, list[Sample]] = {}
+            live: dict[str, list[dict[str, Any]]] = {}
+            idle: dict[str, dict[str, Any]] = {}
+            selected = only or SCENARIOS
 
             def record(name: str, url: str, load: Load) -> None:
                 wrk(url, load, plan.warmup)
@@ -485,34 +697,69 @@ def run(plan: Plan, postgres_url: str | None, only: tuple[str, ...] = ()) -> dic
             argon2_rates: list[float] = []
             for round_no in range(plan.rounds):
                 print(f"bench: round {round_no + 1}/{plan.rounds}", flush=True)
-                record("floor", floor.url, verify)
-                record("peer", peer.url, verify)
-                for scenario in only or SCENARIOS:
+                if set(selected) & set(WRK_SCENARIOS):
+                    record("floor", floor.url, verify)
+                    record("peer", peer.url, verify)
+                for scenario in selected:
+                    if scenario == "idle_sockets":
+                        continue  # once per server, after the rounds
                     for backend, srv in servers.items():
-                        record(f"{scenario}@{backend}", srv.url, fixtures[backend].loads[scenario])
+                        name = f"{scenario}@{backend}"
+                        if scenario == "live_delivery":
+                            live.setdefault(name, []).append(measure_live(srv, fixtures[backend], plan))
+                            _print_live(name, live[name][-1])
+                        else:
+                            record(name, srv.url, fixtures[backend].loads[scenario])
                     if scenario == "password_signin":
                         # The password sign-ins' own reference, in the same round: noise hits both alike.
                         argon2_rates.append(raw_argon2_rate(max(plan.seconds, 5)))
                         print(f"  {'raw argon2id verifications':45s} {argon2_rates[-1]:9.1f} /s", flush=True)
 
+            if "idle_sockets" in selected:
+                for backend, srv in servers.items():
+                    idle[f"idle_sockets@{backend}"] = measure_idle(srv, fixtures[backend], plan)
+                    _print_idle(f"idle_sockets@{backend}", idle[f"idle_sockets@{backend}"])
+
             if only:
+                for backend in servers:
+                    posts = samples.get(f"message_post@{backend}")
+                    exchanges = samples.get(f"exchange_returning@{backend}")
+                    if posts and exchanges:
+                        ratio = _median(posts, lambda s: s.rps) / _median(exchanges, lambda s: s.rps)
+                        print(f"  message_post@{backend} / exchange_returning@{backend}: {ratio:.2f} (target 0.8)")
                 return None
             argon2 = statistics.median(argon2_rates)
             memory = measure_memory(servers["sqlite"], fixtures["sqlite"], plan.memory_requests)
             print(f"bench: memory {memory}")
-            return report(samples, argon2, memory, list(servers))
+            return report(samples, argon2, memory, list(servers), live, idle)
     finally:
-        for process in processes:
-            process.stop()
-        shutil.rmtree(tmp, ignore_errors=True)
+        # The servers' and load generators' logs stay for a look; the rest (first-login bodies) is large.
+        for path in tmp.iterdir():
+            if path.suffix != ".log":
+                path.unlink()
 
 
 def _median(samples: list[Sample], pick: Callable[[Sample], float]) -> float:
     return round(statistics.median(pick(s) for s in samples), 2)
 
 
+def _median_of(runs: list[dict[str, Any]], key: str) -> float | None:
+    values = [r[key] for r in runs if r[key] is not None]
+    return round(statistics.median(values), 2) if values else None
+
+
+def _public_name(scenario: str, backend: str) -> str:
+    """SQLite is the default deployment and the scenario names without a suffix."""
+    return scenario if backend == "sqlite" else f"{scenario}@{backend}"
+
+
 def report(
-    samples: dict[str, list[Sample]], argon2: float, memory: dict[str, Any], backends: list[str]
+    samples: dict[str, list[Sample]],
+    argon2: float,
+    memory: dict[str, Any],
+    backends: list[str],
+    live: dict[str, list[dict[str, Any]]],
+    idle: dict[str, dict[str, Any]],
 ) -> dict[str, Any]:
     floor_rps = _median(samples["floor"], lambda s: s.rps)
     peer_rps = _median(samples["peer"], lambda s: s.rps)
@@ -532,7 +779,7 @@ def report(
             "ratio_to_peer": 1.0,
         },
     }
-    for scenario in SCENARIOS:
+    for scenario in WRK_SCENARIOS:
         for backend in backends:
             runs = samples[f"{scenario}@{backend}"]
             rps = _median(runs, lambda s: s.rps)
@@ -548,10 +795,36 @@ def report(
             if scenario == "password_signin":
                 entry["argon2_verify_rate"] = round(argon2, 1)
                 entry["ratio_to_argon2"] = round(rps / argon2, 3)
+            if scenario == "message_post":
+                exchange = _median(samples[f"exchange_returning@{backend}"], lambda s: s.rps)
+                entry["ratio_to_exchange_returning"] = round(rps / exchange, 3)
             if backend != "sqlite" and f"{scenario}@sqlite" in samples:
                 entry["ratio_to_sqlite"] = round(rps / _median(samples[f"{scenario}@sqlite"], lambda s: s.rps), 3)
-            # SQLite is the default deployment and the scenario names without a suffix.
-            scenarios[scenario if backend == "sqlite" else f"{scenario}@{backend}"] = entry
+            scenarios[_public_name(scenario, backend)] = entry
+    for backend in backends:
+        rounds = live[f"live_delivery@{backend}"]
+        scenarios[_public_name("live_delivery", backend)] = {
+            "backend": backend,
+            "users": rounds[0]["users"],
+            "sockets": rounds[0]["sockets"],
+            "rate": LIVE_RATE,
+            # Latency to the second device of the poster (medians of the rounds), and to all its devices.
+            "p50_ms": _median_of(rounds, "p50_ms"),
+            "p99_ms": _median_of(rounds, "p99_ms"),
+            "max_ms": max((r["max_ms"] for r in rounds if r["max_ms"] is not None), default=None),
+            "p99_ms_all_sockets": _median_of(rounds, "p99_ms_all_sockets"),
+            "posted_per_s": _median_of(rounds, "posted_per_s"),
+            "post_p99_ms": _median_of(rounds, "post_p99_ms"),
+            "server_cpu": _median_of(rounds, "server_cpu"),
+            "messages": sum(r["messages"] for r in rounds),
+            "post_errors": sum(r["post_errors"] for r in rounds),
+            "deliveries_expected": sum(r["deliveries_expected"] for r in rounds),
+            "missed": sum(r["missed"] for r in rounds),
+            "foreign": sum(r["foreign"] for r in rounds),
+            "sockets_failed": sum(r["sockets"] - r["opened"] for r in rounds),
+            "closed_by_server": sum(r["closed_by_server"] for r in rounds),
+        }
+        scenarios[_public_name("idle_sockets", backend)] = {"backend": backend, **idle[f"idle_sockets@{backend}"]}
     return {
         "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "scenarios": scenarios,
@@ -576,8 +849,18 @@ def evaluate(scenarios: dict[str, Any]) -> dict[str, Any]:
             continue
         for metric, minimum in limits.items():
             checks[f"{scenario}.{metric} >= {minimum}"] = {"value": entry[metric], "met": entry[metric] >= minimum}
+    for scenario, limits in CEILINGS.items():
+        entry = scenarios.get(scenario)
+        if entry is None:
+            continue
+        for metric, maximum in limits.items():
+            value = entry[metric]  # None: nothing was measured (no socket got an event)
+            checks[f"{scenario}.{metric} <= {maximum}"] = {
+                "value": value,
+                "met": value is not None and value <= maximum,
+            }
     for name, entry in scenarios.items():
-        if name in ("floor", "peer"):
+        if name in ("floor", "peer") or "rps" not in entry:
             continue
         checks[f"{name}.p99_ms <= {P99_TARGET_MS}"] = {
             "value": entry["p99_ms"],
@@ -620,6 +903,8 @@ def markdown(result: dict[str, Any]) -> str:
         "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for name, e in result["scenarios"].items():
+        if "rps" not in e:
+            continue
         backend = e.get("backend", "—")
         label = name.split("@")[0]
         lines.append(
@@ -631,6 +916,44 @@ def markdown(result: dict[str, Any]) -> str:
         "",
         f"Raw argon2id verify rate (all cores, no HTTP): {pw['argon2_verify_rate']:.1f}/s; "
         f"password_signin reaches {pw['ratio_to_argon2']:.2f} of it.",
+        "",
+    ]
+    for name, e in result["scenarios"].items():
+        if name.startswith("message_post"):
+            lines.append(
+                f"message_post ({e['backend']}) reaches {e['ratio_to_exchange_returning']:.2f} "
+                "of exchange_returning on the same database."
+            )
+    lines += [
+        "",
+        "Live delivery: from a message's 201 to its `message.created` on a second device of the poster "
+        "(p50/p99: medians of the rounds; all sockets: every device of the poster).",
+        "",
+        "| backend | sockets | posted/s | p50 ms | p99 ms | p99 ms, all sockets | POST p99 ms | missed | errors |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, e in result["scenarios"].items():
+        if name.startswith("live_delivery"):
+            lines.append(
+                f"| {e['backend']} | {e['sockets']} | {e['posted_per_s']} | {e['p50_ms']} | {e['p99_ms']} | "
+                f"{e['p99_ms_all_sockets']} | {e['post_p99_ms']} | {e['missed']} of {e['deliveries_expected']} | "
+                f"{e['post_errors'] + e['sockets_failed'] + e['foreign']} |"
+            )
+    lines += [
+        "",
+        f"Idle sockets: the server's RSS (all processes) with that many authenticated sockets open for "
+        f"{IDLE_HOLD_SECONDS} s, and what they added.",
+        "",
+        "| backend | sockets open | RSS before MiB | RSS MiB | added MiB | KiB per socket |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for name, e in result["scenarios"].items():
+        if name.startswith("idle_sockets"):
+            lines.append(
+                f"| {e['backend']} | {e['opened']} of {e['sockets']} | {e['rss_mib_before']} | {e['rss_mib']} | "
+                f"{e['added_mib']} | {e['kib_per_socket']} |"
+            )
+    lines += [
         "",
         "| target | value | met |",
         "|---|---:|---|",
@@ -662,6 +985,10 @@ def main() -> int:
         help="comma-separated scenarios to measure while optimising: printed, no results file written",
     )
     args = parser.parse_args()
+    # Thousands of sockets: each one a descriptor in the load generator and in a server process,
+    # which inherit this limit from here.
+    if raise_fd_limit() < 2 * PLANS["full"].idle_sockets:
+        print(f"bench: the open-file limit ({resource.getrlimit(resource.RLIMIT_NOFILE)[1]}) is low for idle_sockets")
     mode = "smoke" if args.smoke else "quick" if args.quick else "full"
     only = tuple(name for name in args.only.split(",") if name)
     unknown = set(only) - set(SCENARIOS)
