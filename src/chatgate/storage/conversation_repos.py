@@ -131,25 +131,20 @@ class MessageRepo:
             inserted = await self.sql.one(_INSERT_MESSAGE, **values)
             if inserted is None:
                 return None
-            await self.sql.run(
-                "UPDATE conversations SET updated_at = :now WHERE id = :c", now=m.created_at, c=m.conversation_id
-            )
+            await self.sql.run(_TOUCH["sqlite"], **values)
             return await self.events.add(event)
         # PostgreSQL: one statement, one round trip (the message, the conversation's updatedAt, the
-        # event, its webhook deliveries and its NOTIFY); atomic without BEGIN/COMMIT when it is the only write.
+        # event and its webhook deliveries); atomic without BEGIN/COMMIT when it is the only write.
         event_values = self.events.values(event)
         seq = await self.sql.last_write(
             f"WITH m AS ({_INSERT_MESSAGE}),"  # noqa: S608
-            " t AS (UPDATE conversations SET updated_at = :created_at WHERE id = :conversation_id"
-            " AND EXISTS (SELECT 1 FROM m)),"
+            f" t AS ({_TOUCH['postgresql']} AND EXISTS (SELECT 1 FROM m)),"
             " e AS (INSERT INTO events (project_id, type, user_id, session_id, payload, created_at)"
             " SELECT CAST(:e_project_id AS VARCHAR), CAST(:e_type AS VARCHAR), CAST(:e_user_id AS VARCHAR),"
             " CAST(:e_session_id AS VARCHAR), CAST(:e_payload AS JSON), CAST(:e_created_at AS TIMESTAMPTZ)"
             " FROM m RETURNING seq),"
             f" d AS ({deliveries_of_event('postgresql', 'e')})"
-            f" SELECT e.seq FROM e, LATERAL (SELECT pg_notify('{NOTIFY_CHANNEL}', e.seq::text || ' ' || :note))"
-            " AS sent",
-            note=_note(event),
+            " SELECT e.seq FROM e",
             **values,
             **{f"e_{name}": value for name, value in event_values.items()},
             **delivery_values(m.project_id, event.type.value, event.payload, m.created_at),
@@ -218,12 +213,10 @@ class EventRepo:
             if hooked:
                 await self.sql.run(deliveries_of_event("sqlite", "(SELECT 1) AS one"), **values)
             return self.added_as(event, seq)
-        # One round trip: store, enqueue, and notify the listeners once the transaction commits.
+        # One round trip: store and enqueue (the listeners are notified after the commit: postgres.py).
         deliveries = f", d AS ({deliveries_of_event('postgresql', 'e')})" if hooked else ""
         seq = await self.sql.scalar(
-            f"WITH e AS ({_INSERT_EVENT}){deliveries} SELECT e.seq FROM e,"  # noqa: S608
-            f" LATERAL (SELECT pg_notify('{NOTIFY_CHANNEL}', e.seq::text || ' ' || :note)) AS sent",
-            note=_note(event),
+            f"WITH e AS ({_INSERT_EVENT}){deliveries} SELECT e.seq FROM e",  # noqa: S608
             **values,
         )
         return self.added_as(event, int(seq))
@@ -294,6 +287,15 @@ _INSERT_EVENT = (
     "INSERT INTO events (project_id, type, user_id, session_id, payload, created_at)"
     " VALUES (:project_id, :type, :user_id, :session_id, :payload, :created_at) RETURNING seq"
 )
+# A message moves its conversation's updatedAt. On PostgreSQL a message whose conversation row is
+# being written by another message's transaction (a busy conversation) leaves it to that one rather
+# than queue behind its commit: updatedAt then lags the newest message by that commit's milliseconds.
+_TOUCH = {
+    "sqlite": "UPDATE conversations SET updated_at = :created_at WHERE id = :conversation_id"
+    " AND updated_at < :created_at",
+    "postgresql": "UPDATE conversations SET updated_at = :created_at WHERE id = (SELECT id FROM conversations"
+    " WHERE id = :conversation_id AND updated_at < :created_at FOR UPDATE SKIP LOCKED)",
+}
 _INSERT_MESSAGE = (
     "INSERT INTO messages (id, conversation_id, project_id, sender_type, sender_id, text, client_id, created_at)"
     " VALUES (:id, :conversation_id, :project_id, :sender_type, :sender_id, :text, :client_id, :created_at)"
@@ -314,10 +316,10 @@ def _message_values(m: Message) -> dict[str, Any]:
     }
 
 
-def _note(event: Event) -> str:
-    """What a NOTIFY carries after the seq: the event, unless too large to travel (then it is read back)."""
+def notice_of(event: Event) -> str:
+    """A NOTIFY payload: the seq, then the event unless too large to travel (then it is read back)."""
     note = orjson.dumps(_wire(event))
-    return note.decode() if len(note) <= MAX_NOTIFY_BYTES else ""
+    return f"{event.seq} {note.decode() if len(note) <= MAX_NOTIFY_BYTES else ''}"
 
 
 def _wire(event: Event) -> dict[str, Any]:

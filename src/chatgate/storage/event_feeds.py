@@ -1,8 +1,8 @@
 """Events committed by other processes, brought to this one (the ``EventFeed`` port).
 
-PostgreSQL: a connection of its own LISTENs on the channel the event's
-transaction NOTIFYs at commit; an event too large for a notification is
-read back by its seq. While that connection is lost the feed says so
+PostgreSQL: a connection of its own LISTENs on the channel each process
+NOTIFYs once its events' transaction has committed; an event too large for
+a notification is read back by its seq. While that connection is lost the feed says so
 (``connected``), reconnects every second, and then reads what it missed.
 
 SQLite: every process follows the ``events`` table. SQLite has one writer
@@ -104,27 +104,30 @@ class PostgresEventFeed:
         self._queue.put_nowait(payload)
 
     async def _deliver(self, deliver: Deliver) -> None:
-        """Notifications come in commit order; a seq is taken before the commit, so two transactions
-        may commit in the other order. Events wait (at most GAP_WAIT_SECONDS) for a lower seq still to
-        come, so that sockets see seqs in order; a seq that never comes (a rolled-back transaction took
-        it) stops the wait."""
+        """Notifications are sent after each commit, and a seq is taken before it, so events may come
+        out of seq order. They wait (at most GAP_WAIT_SECONDS) for a lower seq still to come, so that
+        sockets see seqs in order; then the table is read for the missing ones (a notification lost),
+        and a seq that is not there either (a rolled-back transaction took it) is skipped."""
         waiting: dict[int, Event] = {}
         while True:
             timeout = GAP_WAIT_SECONDS if waiting else None
             try:
                 async with asyncio.timeout(timeout):
                     payload = await self._queue.get()
-            except TimeoutError:  # the gap is not going to fill: go on past it
+            except TimeoutError:  # no notification filled the gap: look in the table, then go on past it
+                with contextlib.suppress(Exception):
+                    for missed in await self._between(self._last, min(waiting)):
+                        waiting[missed.seq] = missed
                 self._last = max(self._last, min(waiting) - 1)
                 await self._release(waiting, deliver)
                 continue
             try:
-                seq, event = event_from_notice(payload)
+                seq, noticed = event_from_notice(payload)
+                event = noticed or await self._read(seq)
                 if event is None:
-                    event = await self._read(seq)
-                if event is None or event.seq <= self._last:
-                    if event is not None:  # after a gap was given up on: late, but not lost
-                        await deliver(event)
+                    continue
+                if event.seq <= self._last:  # after a gap was given up on: late, but not lost
+                    await deliver(event)
                     continue
                 waiting[event.seq] = event
                 await self._release(waiting, deliver)
@@ -140,6 +143,12 @@ class PostgresEventFeed:
             event = waiting.pop(self._last + 1)
             self._last = event.seq
             await deliver(event)
+
+    async def _between(self, after: int, before: int) -> list[Event]:
+        """Events committed whose notification was lost (its sender failed after the commit)."""
+        async with self.storage.read() as tx:
+            found = await tx.events.after(after, BATCH)
+        return [event for event in found if event.seq < before]
 
     async def _read(self, seq: int) -> Event | None:
         async with self.storage.read() as tx:

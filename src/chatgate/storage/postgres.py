@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -29,9 +30,13 @@ import asyncpg
 import orjson
 from sqlalchemy.engine import make_url
 
+from chatgate.domain.conversations import Event
 from chatgate.errors import StorageUnavailable
+from chatgate.storage.conversation_repos import NOTIFY_CHANNEL, notice_of
 from chatgate.storage.repositories import CommitHook, Store
 from chatgate.storage.sql import PostgresSql, numbered
+
+log = logging.getLogger("chatgate")
 
 WARM_UP_SECONDS = 5
 # A request waits no longer than this for a new connection (asyncpg's default is 60 s).
@@ -136,6 +141,8 @@ class PostgresStorage:
                 await transaction.roll_back()
                 raise
             await transaction.commit()
+            if store.events.added:
+                await _announce(connection, store.events.added)
         self.committed.publish(store.events.added)
 
     @asynccontextmanager
@@ -229,6 +236,26 @@ class LazyTransaction(PostgresSql):
         text, names = _combined(tuple(sql for sql, _ in statements))
         values = {f"p{i}_{name}": value for i, (_, params) in enumerate(statements) for name, value in params.items()}
         await self.connection.execute(text, *(values[name] for name in names))
+
+
+async def _announce(connection: Any, events: list[Event]) -> None:
+    """NOTIFY the listening processes of committed events, in a statement of its own.
+
+    Inside the events' transaction a NOTIFY would hold PostgreSQL's notify lock
+    through that transaction's WAL flush, and every message would commit alone.
+    Here the flush is not waited for (a notification is worth nothing after a
+    crash). Should this fail, the change stands: the answer is not an error,
+    and the listeners read what they missed from the table (event_feeds.py).
+    """
+    try:
+        await connection.execute(
+            "SELECT pg_notify($1, notice) FROM (SELECT set_config('synchronous_commit', 'off', true)) AS no_wait,"
+            " unnest($2::text[]) AS notice",
+            NOTIFY_CHANNEL,
+            [notice_of(event) for event in events],
+        )
+    except Exception:
+        log.warning("could not announce %d committed event(s); listeners will read them", len(events))
 
 
 def _is_read(sql: str) -> bool:
