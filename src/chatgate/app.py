@@ -33,10 +33,10 @@ from chatgate.http.requests import json
 from chatgate.http.routes import conversations, directory, end_users, keys, projects, staff, webhooks
 from chatgate.http.routing import Endpoint, docs_page, openapi_document, starlette_routes
 from chatgate.services.bundle import Services
+from chatgate.services.caches import ProjectCache, SessionCache
 from chatgate.services.context import ServiceContext
 from chatgate.services.live import LiveHub
 from chatgate.services.maintenance import EVERY_SECONDS
-from chatgate.services.project_cache import ProjectCache
 from chatgate.services.rate_limits import RateLimiter
 from chatgate.services.sign_in_metrics import NoSignInMetrics, SignInMetrics
 from chatgate.settings import Settings
@@ -61,6 +61,8 @@ def build_services(
     storage = storage or open_storage(settings.database_url, settings.db_pool_size)
     counter = open_rate_counter(settings.redis_url, storage, server_keys.redis_namespace)
     live = LiveHub(open_event_feed(storage))
+    # PostgreSQL reads are round trips worth saving; SQLite's are not (services/caches.py).
+    caching = not isinstance(storage, SqliteStorage)
     ctx = ServiceContext(
         settings=settings,
         storage=storage,
@@ -69,7 +71,8 @@ def build_services(
         secret_box=SecretBox(server_keys.secret_encryption),
         limiter=RateLimiter(settings.rate_rules, counter, server_keys.rate_limit_pseudonyms),
         live=live,
-        projects=ProjectCache(storage, live, enabled=not isinstance(storage, SqliteStorage)),
+        projects=ProjectCache(storage, live, enabled=caching),
+        sessions=SessionCache(storage, live, enabled=caching),
         webhook_sender=HttpWebhookSender(settings.webhook_allow_private),
         sign_ins=sign_ins or NoSignInMetrics(),
     )

@@ -12,9 +12,9 @@ from chatgate.crypto.secrets import SecretBox
 from chatgate.crypto.tokens import SessionTokenCodec
 from chatgate.domain.ids import new_id
 from chatgate.domain.models import AuditEvent, SessionKind
+from chatgate.services.caches import ProjectCache, SessionCache
 from chatgate.services.live import LiveHub
 from chatgate.services.ports import Storage, Transaction, WebhookSender
-from chatgate.services.project_cache import ProjectCache
 from chatgate.services.rate_limits import RateLimiter
 from chatgate.services.sign_in_metrics import NoSignInMetrics, SignInMetrics
 from chatgate.settings import Settings
@@ -34,6 +34,7 @@ class ServiceContext:
     limiter: RateLimiter
     live: LiveHub
     projects: ProjectCache
+    sessions: SessionCache
     webhook_sender: WebhookSender
     clock: Callable[[], datetime] = utc_now
     sign_ins: SignInMetrics = field(default_factory=NoSignInMetrics)

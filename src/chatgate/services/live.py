@@ -3,7 +3,7 @@
 Every event reaches this process through the ``EventFeed``, in seq order,
 the events this process committed included (a few milliseconds after the
 commit); an event reaches a socket once. ``LiveHub.committed`` only makes
-this process forget a project it changed at once, before the feed says so.
+this process's caches forget what it changed at once, before the feed says so.
 """
 
 from __future__ import annotations
@@ -47,8 +47,9 @@ class LiveHub:
     async def close(self) -> None:
         await self.feed.close()
 
-    def on_internal(self, handler: Callable[[Event], None]) -> None:
-        """Run ``handler`` for every internal event (a project changed) of any process."""
+    def on_change(self, handler: Callable[[Event], None]) -> None:
+        """Run ``handler`` for every event of any process (a project changed, a session ended …), and
+        for this process's own events as soon as they commit too: it must not mind seeing one twice."""
         self._internal.append(handler)
 
     @property
@@ -76,12 +77,12 @@ class LiveHub:
         return sum(len(subs) for subs in self._sessions.values())
 
     def committed(self, events: Sequence[Event]) -> None:
-        """Events this process has just committed. A changed project is forgotten here at once; what
+        """Events this process has just committed: its caches forget what changed at once. What
         sockets see comes from the feed, which delivers every process's events in one order (by seq),
         so that a device resuming after the last seq it saw misses nothing."""
         for event in events:
-            if event.internal:
-                self._dispatch(event)
+            for handler in self._internal:
+                handler(event)
 
     async def _from_feed(self, event: Event) -> None:
         self._deliver_once(event)
@@ -99,9 +100,9 @@ class LiveHub:
             self._delivered.popitem(last=False)
 
     def _dispatch(self, event: Event) -> None:
+        for handler in self._internal:
+            handler(event)
         if event.internal:
-            for handler in self._internal:
-                handler(event)
             return
         for subscriber in self._audience(event):
             if subscriber.viewer.sees(event):

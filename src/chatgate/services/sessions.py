@@ -65,9 +65,9 @@ class SessionService:
 
     async def authenticate(self, token: str) -> Principal:
         """The principal behind a session token; revoked or expired sessions are refused at once."""
-        async with self.ctx.storage.read() as tx:
-            session = await self.live_session(tx, token)
-        if session is None:
+        claims = self.peek(token)
+        session = await self.ctx.sessions.get(str(claims.get("sid"))) if claims is not None else None
+        if claims is None or session is None or not self.is_live(session, claims):
             raise NotAuthenticated("The session token is invalid, expired or signed out.")
         return Principal(session.kind, session.id, session.subject_id, session.project_id)
 

@@ -34,6 +34,8 @@ BATCH = 500
 RECONNECT_SECONDS = 1.0
 # How long a PostgreSQL event waits for a lower seq committed a moment later.
 GAP_WAIT_SECONDS = 0.05
+# With no notification for this long, the table is read for events whose notice was lost.
+QUIET_CHECK_SECONDS = 1.0
 
 
 class SqliteEventFeed:
@@ -110,16 +112,12 @@ class PostgresEventFeed:
         and a seq that is not there either (a rolled-back transaction took it) is skipped."""
         waiting: dict[int, Event] = {}
         while True:
-            timeout = GAP_WAIT_SECONDS if waiting else None
             try:
-                async with asyncio.timeout(timeout):
+                async with asyncio.timeout(GAP_WAIT_SECONDS if waiting else QUIET_CHECK_SECONDS):
                     payload = await self._queue.get()
-            except TimeoutError:  # no notification filled the gap: look in the table, then go on past it
+            except TimeoutError:  # a gap no notice filled, or a quiet second: look in the table
                 with contextlib.suppress(Exception):
-                    for missed in await self._between(self._last, min(waiting)):
-                        waiting[missed.seq] = missed
-                self._last = max(self._last, min(waiting) - 1)
-                await self._release(waiting, deliver)
+                    await self._fill_from_table(waiting, deliver)
                 continue
             try:
                 seq, noticed = event_from_notice(payload)
@@ -144,11 +142,16 @@ class PostgresEventFeed:
             self._last = event.seq
             await deliver(event)
 
-    async def _between(self, after: int, before: int) -> list[Event]:
-        """Events committed whose notification was lost (its sender failed after the commit)."""
+    async def _fill_from_table(self, waiting: dict[int, Event], deliver: Deliver) -> None:
+        """Events committed but never announced (their process died first) join the waiting ones;
+        then the oldest gap left is given up on (a rolled-back transaction had taken its seq)."""
         async with self.storage.read() as tx:
-            found = await tx.events.after(after, BATCH)
-        return [event for event in found if event.seq < before]
+            found = await tx.events.after(self._last, BATCH)
+        for event in found:
+            waiting.setdefault(event.seq, event)
+        if waiting:
+            self._last = max(self._last, min(waiting) - 1)
+            await self._release(waiting, deliver)
 
     async def _read(self, seq: int) -> Event | None:
         async with self.storage.read() as tx:

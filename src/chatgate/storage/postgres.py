@@ -87,6 +87,8 @@ class PostgresStorage:
         self.pool_size = pool_size
         self._pool: Any = None
         self.committed = CommitHook()
+        self._notices: list[str] = []
+        self._announcer: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         """Open the pool, and one connection if the database answers.
@@ -141,8 +143,8 @@ class PostgresStorage:
                 await transaction.roll_back()
                 raise
             await transaction.commit()
-            if store.events.added:
-                await _announce(connection, store.events.added)
+        if store.events.added:
+            self._announce_later(store.events.added)
         self.committed.publish(store.events.added)
 
     @asynccontextmanager
@@ -150,6 +152,34 @@ class PostgresStorage:
         """For one statement that is atomic on its own (a rate count): committed as it runs, one round trip."""
         async with self._connection() as connection:
             yield PostgresSql(connection)
+
+    def _announce_later(self, events: list[Event]) -> None:
+        """NOTIFY the listening processes of committed events: soon, in batches, off the request.
+
+        Inside the events' transaction a NOTIFY would hold PostgreSQL's notify
+        lock through that transaction's WAL flush, and every message would
+        commit alone. Sent afterwards, the notices of all the requests that
+        commit meanwhile go in one statement whose commit is not waited for
+        (a notice is worth nothing after a crash). A notice that is lost (this
+        process dies first) is found by the listeners in the table.
+        """
+        self._notices.extend(notice_of(event) for event in events)
+        if self._announcer is None or self._announcer.done():
+            self._announcer = asyncio.get_running_loop().create_task(self._announce())
+
+    async def _announce(self) -> None:
+        while self._notices:
+            batch, self._notices = self._notices, []
+            try:
+                async with self._connection() as connection:
+                    await connection.execute(
+                        "SELECT pg_notify($1, notice) FROM (SELECT set_config('synchronous_commit', 'off', true))"
+                        " AS no_wait, unnest($2::text[]) AS notice",
+                        NOTIFY_CHANNEL,
+                        batch,
+                    )
+            except Exception:
+                log.warning("could not announce %d committed event(s); the listeners will read them", len(batch))
 
     async def ping(self) -> None:
         async with self.read() as tx:
@@ -236,26 +266,6 @@ class LazyTransaction(PostgresSql):
         text, names = _combined(tuple(sql for sql, _ in statements))
         values = {f"p{i}_{name}": value for i, (_, params) in enumerate(statements) for name, value in params.items()}
         await self.connection.execute(text, *(values[name] for name in names))
-
-
-async def _announce(connection: Any, events: list[Event]) -> None:
-    """NOTIFY the listening processes of committed events, in a statement of its own.
-
-    Inside the events' transaction a NOTIFY would hold PostgreSQL's notify lock
-    through that transaction's WAL flush, and every message would commit alone.
-    Here the flush is not waited for (a notification is worth nothing after a
-    crash). Should this fail, the change stands: the answer is not an error,
-    and the listeners read what they missed from the table (event_feeds.py).
-    """
-    try:
-        await connection.execute(
-            "SELECT pg_notify($1, notice) FROM (SELECT set_config('synchronous_commit', 'off', true)) AS no_wait,"
-            " unnest($2::text[]) AS notice",
-            NOTIFY_CHANNEL,
-            [notice_of(event) for event in events],
-        )
-    except Exception:
-        log.warning("could not announce %d committed event(s); listeners will read them", len(events))
 
 
 def _is_read(sql: str) -> bool:
