@@ -88,6 +88,9 @@ class PostgresStorage:
         self._pool: Any = None
         self.committed = CommitHook()
         self._notices: list[str] = []
+        # Requests wait for a connection in turn: asyncpg hands a freed one to the latest waiter
+        # (a LIFO queue), which under load left the earliest waiting a tenth of a second.
+        self._turns = asyncio.Semaphore(pool_size)
         self._announcer: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -116,16 +119,17 @@ class PostgresStorage:
     @asynccontextmanager
     async def _connection(self) -> AsyncIterator[Any]:
         """A pooled connection; losing the database is StorageUnavailable (503), not the request's fault."""
-        try:
-            connection = await self._pool.acquire()
-        except Exception as exc:  # no connection to be had: the database is away
-            raise StorageUnavailable(exc) from exc
-        try:
-            yield connection
-        except CONNECTION_LOST as exc:
-            raise StorageUnavailable(exc) from exc
-        finally:
-            await self._pool.release(connection)
+        async with self._turns:
+            try:
+                connection = await self._pool.acquire()
+            except Exception as exc:  # no connection to be had: the database is away
+                raise StorageUnavailable(exc) from exc
+            try:
+                yield connection
+            except CONNECTION_LOST as exc:
+                raise StorageUnavailable(exc) from exc
+            finally:
+                await self._pool.release(connection)
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[Store]:
