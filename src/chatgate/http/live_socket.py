@@ -52,12 +52,23 @@ class LiveSocket:
         self.frames: asyncio.Queue[Event | dict[str, Any]] = asyncio.Queue(QUEUE_LIMIT)
         self.too_slow = asyncio.Event()
         self.after_seq = 0  # events at or below this were already sent by the replay
+        self._early: list[Event] | None = []  # what came between subscribing and ``ready``
+
+    def go_live(self, after_seq: int) -> None:
+        """From ``ready`` on: events above ``after_seq``, those that came meanwhile first."""
+        self.after_seq = after_seq
+        early, self._early = self._early or [], None
+        for event in early:
+            self.push(event)
 
     @property
     def viewer(self) -> Viewer:
         return self._viewer
 
     def push(self, event: Event) -> None:
+        if self._early is not None:  # before ``ready``: which events are the past is not known yet
+            self._early.append(event)
+            return
         if event.seq <= self.after_seq:  # the past: replayed, or for the client to fetch
             return
         try:
@@ -156,7 +167,7 @@ async def _replay(services: Services, websocket: WebSocket, socket: LiveSocket) 
     # resync or a fresh start. A copy the feed brings late (committed just before this socket opened) is
     # not sent again, so seqs only grow after ``ready``.
     # (Not the client's after_seq: one from the future is answered resync and must not mute the socket.)
-    socket.after_seq = max([replay.last_seq, *(e.seq for e in replay.events)])
+    socket.go_live(max([replay.last_seq, *(e.seq for e in replay.events)]))
     await websocket.send_text(orjson.dumps({"type": "ready", "seq": replay.last_seq}).decode())
     if replay.resync:
         await websocket.send_text(orjson.dumps({"type": "resync", "seq": replay.last_seq}).decode())
