@@ -229,32 +229,31 @@ class ConversationService:
     async def _post(
         self, project_id: str, conversation_id: str, text: str, client_id: str | None, author: Author
     ) -> Posted:
-        if client_id is not None:  # a resend answers the first message, and is not counted again
-            async with self.ctx.storage.read() as tx:
-                await _visible(tx, author.viewer, project_id, conversation_id)
-                first = await tx.messages.by_client_id(conversation_id, author.sender_id, client_id)
-            if first is not None:
-                return Posted(first, False)
+        """Reads first (the conversation; a resent client_id), then one write holding only the message's rows."""
+        async with self.ctx.storage.read() as tx:
+            conversation = await _visible(tx, author.viewer, project_id, conversation_id)
+            first = await tx.messages.by_client_id(conversation_id, author.sender_id, client_id) if client_id else None
+        if first is not None:  # a resend answers the first message, and is not counted again
+            return Posted(first, False)
         await self.ctx.limiter.hit("message_sender", author.sender_id)
         now = self.ctx.clock()
         message = Message(
             new_id(), conversation_id, project_id, author.sender_type, author.sender_id, text, client_id, now
         )
+        announced = Event(
+            EventType.MESSAGE_CREATED,
+            project_id,
+            {"conversationId": conversation.id, "message": message_view(message)},
+            user_id=conversation.user_id,
+        )
         async with self.ctx.storage.write() as tx:
-            conversation = await _visible(tx, author.viewer, project_id, conversation_id)
             if conversation.status is ConversationStatus.CLOSED and author.sender_type is SenderType.USER:
                 # The user writing again reopens what staff closed.
                 await tx.conversations.set_status(conversation.id, ConversationStatus.OPEN, now)
                 reopened = replace(conversation, status=ConversationStatus.OPEN, updated_at=now)
                 await tx.events.add(_conversation_event(EventType.CONVERSATION_UPDATED, reopened))
-            announced = Event(
-                EventType.MESSAGE_CREATED,
-                project_id,
-                {"conversationId": conversation.id, "message": message_view(message)},
-                user_id=conversation.user_id,
-            )
             if await tx.messages.post(message, announced) is None:
-                # The client_id was used before (maybe at this very moment, by a retry): answer the first.
+                # The same client_id at this very moment (a retry racing the first): answer the first.
                 assert client_id is not None
                 first = await tx.messages.by_client_id(conversation_id, author.sender_id, client_id)
                 assert first is not None

@@ -17,7 +17,7 @@ from chatgate.domain.conversations import (
     Viewer,
 )
 from chatgate.storage.sql import Sql
-from chatgate.storage.webhook_repos import WEBHOOK_EVENT_NAMES, deliveries_of_event, delivery_values
+from chatgate.storage.webhook_repos import WEBHOOK_EVENT_NAMES, deliveries_of_event, delivery_values, has_webhooks
 
 # A NOTIFY payload must stay under 8,000 bytes; a larger event is announced by its seq alone
 # and read back from the table by the listener.
@@ -210,7 +210,7 @@ class EventRepo:
             values |= delivery_values(event.project_id or "", event.type.value, event.payload, values["created_at"])
         if self.sql.dialect != "postgresql":
             seq = int(await self.sql.scalar(_INSERT_EVENT, **values))
-            if hooked:
+            if hooked and await has_webhooks(self.sql, values["wh_project"]):
                 await self.sql.run(deliveries_of_event("sqlite", "(SELECT 1) AS one"), **values)
             return self.added_as(event, seq)
         # One round trip: store and enqueue (the listeners are notified after the commit: postgres.py).

@@ -54,6 +54,11 @@ def deliveries_of_event(dialect: str, source: str) -> str:
     )
 
 
+async def has_webhooks(sql: Sql, project_id: str) -> bool:
+    """On SQLite an INSERT that selects no row still costs ~30 µs under the write lock; this read, ~3."""
+    return await sql.scalar("SELECT 1 FROM webhooks WHERE project_id = :p LIMIT 1", p=project_id) is not None
+
+
 def delivery_values(project_id: str, event_type: str, data: Mapping[str, Any], now: datetime) -> dict[str, Any]:
     """The parameters of ``deliveries_of_event``."""
     return {
@@ -144,6 +149,8 @@ class WebhookDeliveryRepo:
     async def enqueue(
         self, project_id: str, events: Sequence[tuple[WebhookEvent, Mapping[str, Any]]], now: datetime
     ) -> None:
+        if self.sql.dialect == "sqlite" and not await has_webhooks(self.sql, project_id):
+            return
         for start in range(0, len(events), EVENTS_PER_STATEMENT):
             chunk = events[start : start + EVENTS_PER_STATEMENT]
             params: dict[str, Any] = {"stamp": new_id()[:12], "now": now, "project_id": project_id}
