@@ -27,6 +27,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 import chatgate
+from async_tools import run_async
 from conftest import POSTGRES_URL, ROOT, Project, Server
 from doors import descendants, owner_of
 from jwt_tools import hs256, now
@@ -251,8 +252,9 @@ async def open_live_on(server: Server, worker: int, project_id: str, token: str,
 
 
 def run(coroutine: Any) -> Any:
-    """Run a test's async scenario on a fresh loop."""
-    return asyncio.run(coroutine)
+    """Run a test's async scenario on a fresh loop, in a thread of its own (the browser tests keep a loop
+    running in the main thread)."""
+    return run_async(coroutine)
 
 
 # -- dedicated servers ----------------------------------------------------------

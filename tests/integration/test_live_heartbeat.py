@@ -14,6 +14,7 @@ import httpx
 import pytest
 from websockets.asyncio.client import connect
 
+from async_tools import run_async
 from conftest import Server, make_project, sign_up_staff, start_server
 
 PING_SECONDS = 1
@@ -69,4 +70,4 @@ def test_a_peer_that_answers_pings_stays_connected(pinging_server: Server) -> No
             await ws.send('{"type": "ping"}')
             assert '"pong"' in str(await asyncio.wait_for(ws.recv(), 5))
 
-    asyncio.run(scenario())
+    run_async(scenario())
