@@ -7,15 +7,14 @@ from typing import Any
 
 import orjson
 
+from chatgate.domain.conversations import iso as iso_utc
 from chatgate.domain.models import ApiKey, AuditEvent, EndUser, Project, Role, StaffAccount
 from chatgate.domain.webhooks import Delivery, DeliveryStatus, Webhook, user_view
 
 
 def iso(moment: datetime | None) -> str | None:
     """ISO 8601 UTC with milliseconds: ``2026-11-21T08:10:00.123Z``."""
-    if moment is None:
-        return None
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return None if moment is None else iso_utc(moment)
 
 
 def staff(account: StaffAccount, *, with_dates: bool = True) -> dict[str, Any]:

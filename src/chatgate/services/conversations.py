@@ -11,6 +11,7 @@ someone else's message).
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 
@@ -177,14 +178,14 @@ class ConversationService:
         self, project_id: str, conversation_id: str, text: str, client_id: str | None, caller: Caller
     ) -> Posted:
         """A message from the signed-in end user (``user``) or staff member (``agent``)."""
-        async with self.ctx.storage.read() as tx:
+
+        async def as_caller(tx: Transaction) -> Author:
             viewer = await self._viewer(tx, project_id, caller)
-        author = Author(
-            SenderType.USER if viewer.end_user_id is not None else SenderType.AGENT,
-            viewer.end_user_id or _subject(caller),
-            viewer,
-        )
-        return await self._post(project_id, conversation_id, _text(text), client_id, author)
+            if viewer.end_user_id is not None:
+                return Author(SenderType.USER, viewer.end_user_id, viewer)
+            return Author(SenderType.AGENT, _subject(caller), viewer)
+
+        return await self._post(project_id, conversation_id, _text(text), client_id, as_caller)
 
     async def post_from_backend(
         self,
@@ -198,14 +199,16 @@ class ConversationService:
         """A message from the project's backend, as ``bot`` or ``system``, with an ``org.user`` API key."""
         if sender_type not in (SenderType.BOT, SenderType.SYSTEM):
             raise ValidationFailed({"sender_type": "must be bot or system"})
-        async with self.ctx.storage.read() as tx:
+
+        async def as_backend(tx: Transaction) -> Author:
             key = await live_api_key(tx, api_key, self.ctx.clock())
-        if key.project_id != project_id:
-            raise ProjectNotFound()
-        if BACKEND_ROLE not in key.roles:
-            raise Forbidden("This API key needs the org.user role to post.")
-        author = Author(sender_type, key.id, None)
-        return await self._post(project_id, conversation_id, _text(text), client_id, author)
+            if key.project_id != project_id:
+                raise ProjectNotFound()
+            if BACKEND_ROLE not in key.roles:
+                raise Forbidden("This API key needs the org.user role to post.")
+            return Author(sender_type, key.id, None)
+
+        return await self._post(project_id, conversation_id, _text(text), client_id, as_backend)
 
     async def set_status(
         self, project_id: str, conversation_id: str, status: ConversationStatus, caller: Caller
@@ -227,10 +230,17 @@ class ConversationService:
     # -- inside ------------------------------------------------------------
 
     async def _post(
-        self, project_id: str, conversation_id: str, text: str, client_id: str | None, author: Author
+        self,
+        project_id: str,
+        conversation_id: str,
+        text: str,
+        client_id: str | None,
+        identify: Callable[[Transaction], Awaitable[Author]],
     ) -> Posted:
-        """Reads first (the conversation; a resent client_id), then one write holding only the message's rows."""
+        """One read (who posts, the conversation, a resent client_id), then one write holding only the
+        message's rows."""
         async with self.ctx.storage.read() as tx:
+            author = await identify(tx)
             conversation = await _visible(tx, author.viewer, project_id, conversation_id)
             first = await tx.messages.by_client_id(conversation_id, author.sender_id, client_id) if client_id else None
         if first is not None:  # a resend answers the first message, and is not counted again

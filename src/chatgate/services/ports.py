@@ -143,7 +143,6 @@ class ConversationRepository(Protocol):
         """The user's conversations; in a write, other transactions counting them wait for this one."""
 
     async def set_status(self, conversation_id: str, status: ConversationStatus, now: datetime) -> None: ...
-    async def touch(self, conversation_id: str, now: datetime) -> None: ...
 
     async def move_all(self, from_user_id: str, to_user_id: str, now: datetime) -> list[Conversation]:
         """Give every conversation of one user to another; the conversations moved, as they are now."""

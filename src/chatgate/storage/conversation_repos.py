@@ -93,9 +93,6 @@ class ConversationRepo:
             id=conversation_id,
         )
 
-    async def touch(self, conversation_id: str, now: datetime) -> None:
-        await self.sql.run("UPDATE conversations SET updated_at = :now WHERE id = :id", now=now, id=conversation_id)
-
     async def move_all(self, from_user_id: str, to_user_id: str, now: datetime) -> list[Conversation]:
         rows = await self.sql.all(
             "UPDATE conversations SET user_id = :to, updated_at = :now WHERE user_id = :from RETURNING *",
