@@ -101,3 +101,23 @@ def host_site() -> Iterator[Any]:
 
     yield serve
     httpd.shutdown()
+
+
+AXE = Path(__file__).parent / "node" / "node_modules" / "axe-core" / "axe.min.js"
+
+
+def serious_accessibility_violations(page: Any) -> list[str]:
+    """axe-core's serious and critical findings on the page as it is now (empty when clean).
+
+    axe is evaluated through the DevTools protocol, so the page's CSP (no inline
+    scripts) stays in force for everything else.
+    """
+    if not AXE.is_file():
+        pytest.skip("axe-core is not installed (cd tests/node && npm ci)")
+    page.evaluate(AXE.read_text(encoding="utf-8"))
+    results = page.evaluate("axe.run(document, {resultTypes: ['violations']})")
+    return [
+        f"{v['id']} ({v['impact']}): {v['help']} at {[n['target'] for n in v['nodes']][:3]}"
+        for v in results["violations"]
+        if v["impact"] in ("serious", "critical")
+    ]

@@ -71,6 +71,7 @@ def routes(services: Services) -> list[BaseRoute]:
         body = chat.substitute(
             title=html.escape(project.name),
             project_id=html.escape(project.id),
+            allowed_origins=html.escape(" ".join(project.effective_settings["allowed_origins"])),
             body_class="embed" if request.query_params.get("embed") == "1" else "",
         )
         return HTMLResponse(body, headers=page_headers(project))

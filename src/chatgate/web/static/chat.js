@@ -45,10 +45,16 @@
     } catch (e) { /* storage may be blocked; the page still works for this load */ }
   }
 
+  // The page tells the widget bridge (bridge.js) whenever it signs in or out.
+  function announce(user) {
+    window.dispatchEvent(new CustomEvent("chatgate:state", { detail: { signedIn: !!user, user: user || null } }));
+  }
+
   function show(state) {
     ["loading", "signed-in", "signed-out", "error"].forEach(function (name) {
       $(name).hidden = name !== state;
     });
+    if (state === "signed-out") { announce(null); }
   }
 
   function showUser(user) {
@@ -59,6 +65,7 @@
     $("avatar").textContent = (name || "?").charAt(0).toUpperCase();
     body.setAttribute("data-user-id", user._id);
     show("signed-in");
+    announce(user);
   }
 
   function showError(code, message) {
@@ -118,6 +125,9 @@
     show("signed-out");
     if (session) { request("POST", "/v1/auth/logout", session.token); }
   });
+
+  // The bridge changed the stored session (a login or logout from the host page).
+  window.addEventListener("chatgate:session", function () { resume(); });
 
   var code = takeCode();
   (code ? exchange(code) : resume()).catch(function () {
