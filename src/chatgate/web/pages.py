@@ -72,6 +72,7 @@ def routes(services: Services) -> list[BaseRoute]:
             title=html.escape(project.name),
             project_id=html.escape(project.id),
             allowed_origins=html.escape(" ".join(project.effective_settings["allowed_origins"])),
+            anonymous="1" if project.effective_settings["auth_methods"]["anonymous"] else "0",
             body_class="embed" if request.query_params.get("embed") == "1" else "",
         )
         return HTMLResponse(body, headers=page_headers(project))
