@@ -122,6 +122,11 @@ class UserNotFound(NotFound):
     default_message = "No such user in this project."
 
 
+class MemberNotFound(NotFound):
+    code = "member_not_found"
+    default_message = "This staff account is not a member of the project."
+
+
 class ConversationNotFound(NotFound):
     code = "conversation_not_found"
     default_message = "No such conversation."

@@ -12,6 +12,7 @@ class AuditAction(enum.StrEnum):
     PROJECT_CREATED = "project:created"
     PROJECT_SETTINGS_CHANGED = "project:settings:changed"
     PROJECT_MEMBER_ADDED = "project:member:added"
+    PROJECT_MEMBER_REMOVED = "project.member_removed"
     SIGNING_KEY_GENERATED = "project:signing_key:generated"
     API_KEY_CREATED = "project:api_key:created"
     API_KEY_REVOKED = "project:api_key:revoked"
@@ -29,3 +30,5 @@ class AuditAction(enum.StrEnum):
     # A vouched login took the email another account had only typed.
     IDENTITY_CLAIMED = "identity.claimed"
     SESSION_ENDED = "session:ended"
+    # Staff ended every session of an end user.
+    USER_SIGNED_OUT_EVERYWHERE = "user.signed_out_everywhere"

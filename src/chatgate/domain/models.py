@@ -68,6 +68,15 @@ class Membership:
 
 
 @dataclass(frozen=True)
+class Member:
+    """A membership with the account behind it, as the project's members list shows it."""
+
+    account: StaffAccount
+    role: Role
+    added_at: datetime
+
+
+@dataclass(frozen=True)
 class EndUser:
     id: str
     project_id: str

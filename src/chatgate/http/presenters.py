@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 
 from chatgate.domain.conversations import iso as iso_utc
-from chatgate.domain.models import ApiKey, AuditEvent, EndUser, Project, Role, StaffAccount
+from chatgate.domain.models import ApiKey, AuditEvent, EndUser, Member, Project, Role, Session, StaffAccount
 from chatgate.domain.webhooks import Delivery, DeliveryStatus, Webhook, user_view
 
 
@@ -29,6 +29,21 @@ def staff(account: StaffAccount, *, with_dates: bool = True) -> dict[str, Any]:
         body["createdAt"] = iso(account.created_at)
         body["updatedAt"] = iso(account.updated_at)
     return body
+
+
+def staff_me(account: StaffAccount) -> dict[str, Any]:
+    return {"_id": account.id, "email": account.email, "firstname": account.firstname, "lastname": account.lastname}
+
+
+def member(m: Member) -> dict[str, Any]:
+    return {
+        "staff_id": m.account.id,
+        "email": m.account.email,
+        "firstname": m.account.firstname,
+        "lastname": m.account.lastname,
+        "role": m.role.value,
+        "added_at": iso(m.added_at),
+    }
 
 
 def project(p: Project, role: Role) -> dict[str, Any]:
@@ -60,6 +75,11 @@ def api_key(k: ApiKey, secret: str | None = None) -> dict[str, Any]:
 
 def end_user(u: EndUser) -> dict[str, Any]:
     return user_view(u)
+
+
+def session(s: Session) -> dict[str, Any]:
+    # Sessions record their kind, not which sign-in made them: that is what ``method`` can say.
+    return {"id": s.id, "method": s.kind.value, "created_at": iso(s.created_at), "expires_at": iso(s.expires_at)}
 
 
 def audit_event(e: AuditEvent) -> dict[str, Any]:

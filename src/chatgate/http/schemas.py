@@ -191,6 +191,26 @@ class StaffSignInOut(BaseModel):
     user: dict[str, Any]
 
 
+class StaffMeOut(BaseModel):
+    id_: str = Field(alias="_id")
+    email: str
+    firstname: str
+    lastname: str
+
+
+class MemberOut(BaseModel):
+    staff_id: str
+    email: str
+    firstname: str
+    lastname: str
+    role: Literal["owner", "admin"]
+    added_at: str
+
+
+class MemberListOut(BaseModel):
+    members: list[MemberOut] = Field(description="In the order they were added")
+
+
 class ProjectOut(BaseModel):
     id_: str = Field(alias="_id")
     id: str
@@ -252,6 +272,21 @@ class UserListOut(BaseModel):
     users: list[EndUserOut]
     seats: dict[str, int | None]
     next_cursor: str | None
+
+
+class SessionOut(BaseModel):
+    id: str
+    method: Literal["end_user"] = Field(description="The kind of session; which sign-in made it is not recorded")
+    created_at: str
+    expires_at: str
+
+
+class SessionListOut(BaseModel):
+    sessions: list[SessionOut] = Field(description="Neither signed out nor expired, newest first; at most 200")
+
+
+class SignedOutOut(BaseModel):
+    revoked: int = Field(description="How many live sessions were ended")
 
 
 class AuditEventOut(BaseModel):

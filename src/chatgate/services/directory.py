@@ -1,16 +1,21 @@
-"""What staff can see of a project: its end users, seats and audit log."""
+"""What staff can see of a project: its end users, their sessions, seats and audit log; and signing a user out."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from chatgate.domain.audit import AuditAction
 from chatgate.domain.ids import looks_like_id
-from chatgate.domain.models import AuditEvent, CreatedVia, EndUser, Role
+from chatgate.domain.models import AuditEvent, CreatedVia, EndUser, Role, Session
 from chatgate.errors import UserNotFound
-from chatgate.services.context import Caller, ServiceContext
+from chatgate.services.context import Caller, ServiceContext, audit
+from chatgate.services.end_user_auth import sessions_ended
+from chatgate.services.ports import Transaction
 from chatgate.services.projects import require_role
 
 MAX_PAGE = 200
+# The newest sessions of a user that are listed; older live ones still end with a sign-out everywhere.
+MAX_SESSIONS = 200
 
 
 @dataclass(frozen=True)
@@ -58,10 +63,39 @@ class DirectoryService:
         """A user by Chatgate ``_id`` or by the customer's ``externalId``."""
         async with self.ctx.storage.read() as tx:
             await require_role(tx, project_id, caller)
-            user = await tx.end_users.get(project_id, user_ref)
-        if user is None:
-            raise UserNotFound()
-        return user
+            return await _user(tx, project_id, user_ref)
+
+    async def user_sessions(self, project_id: str, user_ref: str, caller: Caller) -> list[Session]:
+        """The user's sessions that are neither signed out nor expired, newest first (MAX_SESSIONS at most)."""
+        async with self.ctx.storage.read() as tx:
+            await require_role(tx, project_id, caller)
+            user = await _user(tx, project_id, user_ref)
+            return await tx.sessions.live_for_subject(user.id, self.ctx.clock(), MAX_SESSIONS)
+
+    async def sign_out_everywhere(self, project_id: str, user_ref: str, caller: Caller) -> int:
+        """End every live session of the user at once; how many there were.
+
+        Their tokens are refused from the next request on, by every process:
+        the ``session.revoked`` event this commits makes each process forget its
+        copies of the sessions, and closes the user's sockets (as a logout does).
+        """
+        now = self.ctx.clock()
+        async with self.ctx.storage.write() as tx:
+            await require_role(tx, project_id, caller)
+            user = await _user(tx, project_id, user_ref)
+            revoked = await tx.sessions.revoke_subject(user.id, now)
+            if revoked:
+                await tx.events.add(sessions_ended(project_id, user.id, "signed_out_everywhere"))
+            await audit(
+                tx,
+                now,
+                AuditAction.USER_SIGNED_OUT_EVERYWHERE,
+                caller=caller,
+                project_id=project_id,
+                subject_id=user.id,
+                sessions=revoked,
+            )
+        return revoked
 
     async def audit_log(
         self, project_id: str, caller: Caller, *, action: str | None, limit: int, cursor: str | None
@@ -75,3 +109,11 @@ class DirectoryService:
         more = len(events) > limit
         events = events[:limit]
         return AuditPage(events, events[-1].id if more and events else None)
+
+
+async def _user(tx: Transaction, project_id: str, user_ref: str) -> EndUser:
+    """A user of the project by ``externalId``, else by ``_id`` (404 ``user_not_found``)."""
+    user = await tx.end_users.get(project_id, user_ref)
+    if user is None:
+        raise UserNotFound()
+    return user

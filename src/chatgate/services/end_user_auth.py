@@ -380,7 +380,7 @@ class EndUserAuthService:
         """
         await tx.end_users.disable(holder.id, now)
         await tx.sessions.revoke_subject(holder.id, now)
-        await tx.events.add(_sessions_ended(project.id, holder.id, "identity_claimed"))
+        await tx.events.add(sessions_ended(project.id, holder.id, "identity_claimed"))
         if not holder.anonymous:
             await tx.projects.release_seat(project.id)
         await audit(
@@ -484,7 +484,7 @@ class EndUserAuthService:
         for event in merged:
             await tx.events.add(event)
         await tx.sessions.revoke_subject(visitor.id, now)
-        await tx.events.add(_sessions_ended(project.id, visitor.id, "merged"))
+        await tx.events.add(sessions_ended(project.id, visitor.id, "merged"))
         await tx.end_users.mark_merged(visitor.id, user.id)
         await audit(
             tx,
@@ -555,6 +555,6 @@ def _signed_in(user: EndUser, method: str, *, created: bool) -> list[tuple[Webho
     return events
 
 
-def _sessions_ended(project_id: str, user_id: str, reason: str) -> Event:
+def sessions_ended(project_id: str, user_id: str, reason: str) -> Event:
     """Every session of the user ended: their sockets close once the transaction commits."""
     return Event(EventType.SESSION_REVOKED, project_id, {"reason": reason}, user_id=user_id)

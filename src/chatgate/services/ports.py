@@ -29,6 +29,7 @@ from chatgate.domain.models import (
     AuditEvent,
     CreatedVia,
     EndUser,
+    Member,
     Membership,
     NewEndUser,
     Project,
@@ -44,6 +45,7 @@ class StaffRepository(Protocol):
         """Insert unless the email is taken; True when inserted."""
 
     async def by_email(self, email: str) -> StaffAccount | None: ...
+    async def by_id(self, staff_id: str) -> StaffAccount | None: ...
 
 
 class ProjectRepository(Protocol):
@@ -57,8 +59,18 @@ class ProjectRepository(Protocol):
     async def add_member(self, project_id: str, staff_id: str, role: Role, now: datetime) -> bool:
         """Insert unless already a member; True when inserted."""
 
+    async def lock_members(self, project_id: str) -> None:
+        """Make other transactions that change the project's members wait until this one ends."""
+
     async def membership(self, project_id: str, staff_id: str) -> Membership | None: ...
+    async def members(self, project_id: str) -> list[Member]:
+        """Every member with its account, in the order they were added."""
+
     async def set_role(self, project_id: str, staff_id: str, role: Role) -> None: ...
+
+    async def remove_member(self, project_id: str, staff_id: str) -> bool:
+        """Delete the membership; False when there was none."""
+
     async def owner_count(self, project_id: str) -> int: ...
     async def replace_audiences(self, project_id: str, audiences: Sequence[str]) -> None: ...
     async def for_audience(self, audience: str) -> list[str]: ...
@@ -96,8 +108,14 @@ class SessionRepository(Protocol):
     async def get_with_end_user(self, session_id: str) -> tuple[Session | None, EndUser | None]:
         """A session and its end user in one statement (the auth/me hot path)."""
 
+    async def live_for_subject(self, subject_id: str, now: datetime, limit: int) -> list[Session]:
+        """The subject's sessions that are neither revoked nor expired, newest first."""
+
     async def revoke(self, session_id: str, now: datetime) -> None: ...
-    async def revoke_subject(self, subject_id: str, now: datetime) -> int: ...
+
+    async def revoke_subject(self, subject_id: str, now: datetime) -> int:
+        """End every live session of the subject; how many there were."""
+
     async def forget_expired(self, now: datetime) -> int: ...
 
 

@@ -8,11 +8,12 @@ from chatgate.domain import project_settings
 from chatgate.domain.audit import AuditAction
 from chatgate.domain.conversations import Event, EventType
 from chatgate.domain.ids import looks_like_id, new_id
-from chatgate.domain.models import Membership, Project, Role, SessionKind
+from chatgate.domain.models import Member, Membership, Project, Role, SessionKind
 from chatgate.errors import (
     Forbidden,
     InsufficientRole,
     LastOwner,
+    MemberNotFound,
     NotAuthenticated,
     ProjectNotFound,
     UserNotFound,
@@ -21,6 +22,7 @@ from chatgate.services.context import Caller, ServiceContext, audit
 from chatgate.services.ports import Transaction
 
 MANAGERS = frozenset({Role.OWNER, Role.ADMIN})
+EVERY_ROLE = frozenset(Role)
 
 
 def staff_id_of(caller: Caller) -> str:
@@ -50,6 +52,17 @@ async def require_role(tx: Transaction, project_id: str, caller: Caller, roles: 
     if membership.role not in roles:
         raise InsufficientRole()
     return project
+
+
+async def members_take_turns(tx: Transaction, project_id: str, caller: Caller) -> None:
+    """Changes to a project's members wait for one another: the owners a change counts are the owners there are.
+
+    Only a staff session waits (others are refused first); an id that cannot be
+    a project's waits for nothing, and require_role then says there is no such project.
+    """
+    staff_id_of(caller)
+    if looks_like_id(project_id):
+        await tx.projects.lock_members(project_id)
 
 
 class ProjectService:
@@ -117,6 +130,7 @@ class ProjectService:
         """
         now = self.ctx.clock()
         async with self.ctx.storage.write() as tx:
+            await members_take_turns(tx, project_id, caller)
             await require_role(tx, project_id, caller, frozenset({Role.OWNER}))
             account = await tx.staff.by_email(email)
             if account is None:
@@ -139,3 +153,38 @@ class ProjectService:
             )
         assert stored is not None
         return stored
+
+    async def members(self, project_id: str, caller: Caller) -> list[Member]:
+        """Every member of the project, in the order they were added (any member may read it)."""
+        async with self.ctx.storage.read() as tx:
+            await require_role(tx, project_id, caller, EVERY_ROLE)
+            return await tx.projects.members(project_id)
+
+    async def remove_member(self, project_id: str, staff_id: str, caller: Caller) -> None:
+        """Take a staff account out of the project (owners; any member may leave).
+
+        The last owner can neither be removed nor leave; as changes to the
+        members take turns, two owners removed at once cannot leave the project
+        without one. A removed member's next request to the project is refused
+        at once: every request reads the caller's role from the database.
+        """
+        now = self.ctx.clock()
+        async with self.ctx.storage.write() as tx:
+            await members_take_turns(tx, project_id, caller)
+            leaving = staff_id == staff_id_of(caller)
+            await require_role(tx, project_id, caller, EVERY_ROLE if leaving else frozenset({Role.OWNER}))
+            member = await tx.projects.membership(project_id, staff_id) if looks_like_id(staff_id) else None
+            if member is None:
+                raise MemberNotFound()
+            if member.role is Role.OWNER and await tx.projects.owner_count(project_id) <= 1:
+                raise LastOwner()
+            await tx.projects.remove_member(project_id, staff_id)
+            await audit(
+                tx,
+                now,
+                AuditAction.PROJECT_MEMBER_REMOVED,
+                caller=caller,
+                project_id=project_id,
+                subject_id=staff_id,
+                role=member.role.value,
+            )

@@ -8,8 +8,9 @@ from chatgate.domain.audit import AuditAction
 from chatgate.domain.ids import new_id
 from chatgate.domain.models import SessionKind, StaffAccount
 from chatgate.domain.password_policy import password_problem
-from chatgate.errors import EmailTaken, InvalidCredentials, ValidationFailed
+from chatgate.errors import EmailTaken, InvalidCredentials, NotAuthenticated, ValidationFailed
 from chatgate.services.context import Caller, ServiceContext, audit
+from chatgate.services.projects import staff_id_of
 from chatgate.services.sessions import SessionService
 
 
@@ -70,3 +71,12 @@ class StaffService:
                 actor=("staff", account.id),
             )
         return StaffSignIn(account, self.sessions.sign(session))
+
+    async def me(self, caller: Caller) -> StaffAccount:
+        """The account behind the calling staff session."""
+        staff_id = staff_id_of(caller)
+        async with self.ctx.storage.read() as tx:
+            account = await tx.staff.by_id(staff_id)
+        if account is None:
+            raise NotAuthenticated()
+        return account

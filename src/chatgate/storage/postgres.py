@@ -274,7 +274,10 @@ class LazyTransaction(PostgresSql):
 
 def _is_read(sql: str) -> bool:
     """A plain read, which needs no open transaction (a locking read does)."""
-    return sql.lstrip()[:6].upper() == "SELECT" and not sql.rstrip().upper().endswith("FOR UPDATE")
+    return sql.lstrip()[:6].upper() == "SELECT" and not sql.rstrip().upper().endswith(_ROW_LOCKS)
+
+
+_ROW_LOCKS = ("FOR UPDATE", "FOR NO KEY UPDATE")
 
 
 @lru_cache(maxsize=128)

@@ -19,6 +19,7 @@ from chatgate.domain.models import (
     AuditEvent,
     CreatedVia,
     EndUser,
+    Member,
     Membership,
     NewEndUser,
     Project,
@@ -66,9 +67,12 @@ class StaffRepo(_Repo):
         )
 
     async def by_email(self, email: str) -> StaffAccount | None:
-        return self._staff(await self.sql.one("SELECT * FROM staff_accounts WHERE email = :email", email=email))
+        return self.from_row(await self.sql.one("SELECT * FROM staff_accounts WHERE email = :email", email=email))
 
-    def _staff(self, r: dict[str, Any] | None) -> StaffAccount | None:
+    async def by_id(self, staff_id: str) -> StaffAccount | None:
+        return self.from_row(await self.sql.one("SELECT * FROM staff_accounts WHERE id = :id", id=staff_id))
+
+    def from_row(self, r: dict[str, Any] | None) -> StaffAccount | None:
         if r is None:
             return None
         when = self.sql.when
@@ -112,6 +116,30 @@ class ProjectRepo(_Repo):
             p=project_id,
             s=staff_id,
         )
+
+    async def lock_members(self, project_id: str) -> None:
+        """PostgreSQL: the project row, locked until the transaction ends (NO KEY: first logins, whose rows
+        refer to the project, go on meanwhile). SQLite: nothing to do, its writers take turns anyway."""
+        if self.sql.dialect == "postgresql":
+            await self.sql.run("SELECT id FROM projects WHERE id = :id FOR NO KEY UPDATE", id=project_id)
+
+    async def members(self, project_id: str) -> list[Member]:
+        rows = await self.sql.all(
+            "SELECT s.*, m.role AS member_role, m.created_at AS added_at FROM memberships m"
+            " JOIN staff_accounts s ON s.id = m.staff_id WHERE m.project_id = :p ORDER BY m.created_at, s.id",
+            p=project_id,
+        )
+        staff = StaffRepo(self.sql)
+        return [
+            Member(staff.from_row(r), Role(r["member_role"]), self.sql.when(r["added_at"]))  # type: ignore[arg-type]
+            for r in rows
+        ]
+
+    async def remove_member(self, project_id: str, staff_id: str) -> bool:
+        removed = await self.sql.run(
+            "DELETE FROM memberships WHERE project_id = :p AND staff_id = :s", p=project_id, s=staff_id
+        )
+        return removed == 1
 
     async def owner_count(self, project_id: str) -> int:
         return int(
@@ -410,9 +438,20 @@ class SessionRepo(_Repo):
         """Delete sessions past their expiry: their tokens are refused by ``exp`` anyway."""
         return await self.sql.run("DELETE FROM sessions WHERE expires_at < :now", now=now)
 
+    async def live_for_subject(self, subject_id: str, now: datetime, limit: int) -> list[Session]:
+        rows = await self.sql.all(
+            "SELECT * FROM sessions WHERE subject_id = :id AND revoked_at IS NULL AND expires_at > :now"
+            " ORDER BY created_at DESC, id DESC LIMIT :limit",
+            id=subject_id,
+            now=now,
+            limit=limit,
+        )
+        return [self._session(r) for r in rows]  # type: ignore[misc]
+
     async def revoke_subject(self, subject_id: str, now: datetime) -> int:
+        """End the subject's live sessions (expired ones are refused anyway); how many."""
         return await self.sql.run(
-            "UPDATE sessions SET revoked_at = :now WHERE subject_id = :id AND revoked_at IS NULL",
+            "UPDATE sessions SET revoked_at = :now WHERE subject_id = :id AND revoked_at IS NULL AND expires_at > :now",
             now=now,
             id=subject_id,
         )

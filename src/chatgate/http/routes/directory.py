@@ -1,4 +1,4 @@
-"""Staff views of a project's end users and audit log (contract §4.6)."""
+"""Staff views of a project's end users, their sessions and the audit log (contract §4.6); signing a user out."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from chatgate.errors import ValidationFailed
 from chatgate.http import presenters
 from chatgate.http.requests import json, query_int, session_caller
 from chatgate.http.routing import Endpoint
-from chatgate.http.schemas import AuditListOut, EndUserOut, UserListOut
+from chatgate.http.schemas import AuditListOut, EndUserOut, SessionListOut, SignedOutOut, UserListOut
 from chatgate.services.bundle import Services
 
 
@@ -53,6 +53,16 @@ def endpoints(services: Services) -> list[Endpoint]:
         user = await directory.get_user(pid, ref, caller)
         return json(presenters.end_user(user))
 
+    async def user_sessions(request: Request) -> Response:
+        pid, ref = request.path_params["pid"], request.path_params["user_ref"]
+        sessions = await directory.user_sessions(pid, ref, await session_caller(services, request))
+        return json({"sessions": [presenters.session(s) for s in sessions]})
+
+    async def sign_out_everywhere(request: Request) -> Response:
+        pid, ref = request.path_params["pid"], request.path_params["user_ref"]
+        revoked = await directory.sign_out_everywhere(pid, ref, await session_caller(services, request))
+        return json({"revoked": revoked})
+
     async def audit_log(request: Request) -> Response:
         pid = request.path_params["pid"]
         limit = _limit(request, 100)
@@ -90,6 +100,26 @@ def endpoints(services: Services) -> list[Endpoint]:
             "One end user by _id or externalId",
             "users",
             response=EndUserOut,
+            auth="session",
+            errors=(403, 404),
+        ),
+        Endpoint(
+            "GET",
+            "/v1/projects/{pid}/users/{user_ref}/sessions",
+            user_sessions,
+            "An end user's live sessions, newest first",
+            "users",
+            response=SessionListOut,
+            auth="session",
+            errors=(403, 404),
+        ),
+        Endpoint(
+            "POST",
+            "/v1/projects/{pid}/users/{user_ref}/logout",
+            sign_out_everywhere,
+            "End every session of an end user at once; their sockets close",
+            "users",
+            response=SignedOutOut,
             auth="session",
             errors=(403, 404),
         ),

@@ -7,9 +7,9 @@ from starlette.responses import Response
 
 from chatgate.domain.models import Role
 from chatgate.http import presenters
-from chatgate.http.requests import json, parse_body, session_caller
+from chatgate.http.requests import API_HEADERS, json, parse_body, session_caller
 from chatgate.http.routing import Endpoint
-from chatgate.http.schemas import MemberAdd, ProjectChange, ProjectCreate, ProjectOut
+from chatgate.http.schemas import MemberAdd, MemberListOut, ProjectChange, ProjectCreate, ProjectOut
 from chatgate.services.bundle import Services
 
 
@@ -45,6 +45,16 @@ def endpoints(services: Services) -> list[Endpoint]:
         caller = await session_caller(services, request)
         member = await projects.add_member(pid, body.email, Role(body.role), caller)
         return json({"success": True, "staffId": member.staff_id, "role": member.role.value}, 201)
+
+    async def list_members(request: Request) -> Response:
+        pid = request.path_params["pid"]
+        members = await projects.members(pid, await session_caller(services, request))
+        return json({"members": [presenters.member(m) for m in members]})
+
+    async def remove_member(request: Request) -> Response:
+        pid, staff_id = request.path_params["pid"], request.path_params["staff_id"]
+        await projects.remove_member(pid, staff_id, await session_caller(services, request))
+        return Response(status_code=204, headers=API_HEADERS)
 
     errors = (400, 403, 404, 422)
     return [
@@ -91,5 +101,25 @@ def endpoints(services: Services) -> list[Endpoint]:
             status=201,
             auth="session",
             errors=(*errors, 409),
+        ),
+        Endpoint(
+            "GET",
+            "/v1/projects/{pid}/members",
+            list_members,
+            "List the project's members and their roles (any member)",
+            "projects",
+            response=MemberListOut,
+            auth="session",
+            errors=(403, 404),
+        ),
+        Endpoint(
+            "DELETE",
+            "/v1/projects/{pid}/members/{staff_id}",
+            remove_member,
+            "Remove a member (owners; any member may remove themself; never the last owner)",
+            "projects",
+            status=204,
+            auth="session",
+            errors=(403, 404, 409),
         ),
     ]

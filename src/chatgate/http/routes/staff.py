@@ -1,4 +1,4 @@
-"""Staff sign-up and sign-in (contract §2), Tiledesk shapes."""
+"""Staff sign-up and sign-in (contract §2), Tiledesk shapes; who the calling staff session is."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from chatgate.http import presenters
-from chatgate.http.requests import caller_of, json, parse_body
+from chatgate.http.requests import caller_of, json, parse_body, session_caller
 from chatgate.http.routing import Endpoint
-from chatgate.http.schemas import SignIn, StaffSignInOut, StaffSignUp, StaffSignUpOut
+from chatgate.http.schemas import SignIn, StaffMeOut, StaffSignInOut, StaffSignUp, StaffSignUpOut
 from chatgate.services.bundle import Services
 
 
@@ -31,6 +31,10 @@ def endpoints(services: Services) -> list[Endpoint]:
             }
         )
 
+    async def staff_me(request: Request) -> Response:
+        account = await services.staff.me(await session_caller(services, request))
+        return json(presenters.staff_me(account))
+
     return [
         Endpoint(
             "POST",
@@ -51,5 +55,15 @@ def endpoints(services: Services) -> list[Endpoint]:
             body=SignIn,
             response=StaffSignInOut,
             errors=(400, 401, 422, 429),
+        ),
+        Endpoint(
+            "GET",
+            "/v1/staff/me",
+            staff_me,
+            "Who the calling staff session is",
+            "staff",
+            response=StaffMeOut,
+            auth="session",
+            errors=(403,),
         ),
     ]
