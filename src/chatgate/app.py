@@ -30,7 +30,7 @@ from chatgate.http.limits import BodyLimit
 from chatgate.http.live_socket import live_route
 from chatgate.http.request_metrics import RequestMetrics, metrics_page
 from chatgate.http.requests import json
-from chatgate.http.routes import conversations, directory, end_users, keys, projects, staff, webhooks
+from chatgate.http.routes import admin_tools, conversations, directory, end_users, keys, projects, staff, webhooks
 from chatgate.http.routing import Endpoint, docs_page, openapi_document, starlette_routes
 from chatgate.services.bundle import Services
 from chatgate.services.caches import ProjectCache, SessionCache
@@ -90,6 +90,7 @@ def api_endpoints(services: Services) -> list[Endpoint]:
         *projects.endpoints(services),
         *keys.endpoints(services),
         *directory.endpoints(services),
+        *admin_tools.endpoints(services),
         *conversations.endpoints(services),
         *webhooks.endpoints(services),
     ]

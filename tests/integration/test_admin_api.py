@@ -12,13 +12,16 @@ import json
 import secrets
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
+import pytest
 
-from conftest import Db, Project, Server, Staff, make_project, sign_up_staff
+from conftest import PASSWORD, Db, Project, Server, Staff, make_project, sign_up_staff, start_server, unique_email
 from doors import worker_doors
+from jwt_tools import hs256, now, raw_token
 from live_tools import WITHIN, EndUser, api_key, conversations_path, customer, open_live_on, run, visitor
 
 
@@ -322,6 +325,279 @@ def test_sign_out_everywhere_refusals_change_nothing(api: httpx.Client, project:
     assert audit_actions(api, project, "user.signed_out_everywhere") == []
 
 
+# -- the token tester -----------------------------------------------------------------------
+
+
+class Snapshot:
+    """What a sign-in could create, change or consume in one project, counted."""
+
+    def __init__(self, db: Db, project_id: str) -> None:
+        self.db, self.project_id = db, project_id
+
+    def take(self) -> dict[str, Any]:
+        p = {"p": self.project_id}
+        return {
+            "users": self.db.rows(
+                "SELECT id, email, firstname, disabled_at, last_seen_at FROM end_users"
+                " WHERE project_id = :p ORDER BY id",
+                **p,
+            ),
+            "seats": self.db.rows("SELECT SUM(used) FROM seat_counters WHERE project_id = :p", **p)[0][0],
+            "sessions": self.db.count("sessions", "project_id = :p", **p),
+            "live_sessions": self.db.count("sessions", "project_id = :p AND revoked_at IS NULL", **p),
+            "jtis": self.db.count("used_token_ids", "project_id = :p", **p),
+            "audit": self.db.count("audit_events", "project_id = :p", **p),
+            "events": self.db.count("events", "project_id = :p", **p),
+        }
+
+
+@pytest.fixture
+def snapshot(db: Db, project: Project) -> Snapshot:
+    return Snapshot(db, project.id)
+
+
+def check(api: httpx.Client, project: Project, token: str, method: str, by: Staff | None = None) -> dict[str, Any]:
+    r = api.post(
+        f"/v1/projects/{project.id}/token-check",
+        json={"token": token, "method": method},
+        headers=(by or project.owner).auth,
+    )
+    assert r.status_code == 200, r.text
+    body = dict(r.json())
+    assert set(body) == {"accepted", "method", "reason", "message", "claims", "identity", "user", "would"}, body
+    assert body["method"] == method and body["message"], body
+    return body
+
+
+def test_a_good_token_would_create_and_nothing_is_created_or_consumed(
+    api: httpx.Client, project: Project, snapshot: Snapshot
+) -> None:
+    customer(api, project)  # one user and one seat already
+    claims = {"externalId": "new-person", "firstname": "Nia", "iat": now(), "exp": now() + 600, "jti": "once-1"}
+    token = hs256(project.secret, claims)
+    admin = add_member(api, project)
+    before = snapshot.take()
+
+    for _ in range(2):  # the second check finds the jti unused too
+        body = check(api, project, token, "customer_login", by=admin)
+        assert (body["accepted"], body["would"], body["reason"], body["user"]) == (True, "create", None, None)
+        assert body["claims"] == claims
+        assert body["identity"] == {"externalId": "new-person"}
+    assert snapshot.take() == before
+
+    # The real sign-in afterwards: the same jti is still unused.
+    r = api.post(f"/v1/projects/{project.id}/auth/customer/login", json={"jwtToken": token})
+    assert r.status_code == 200, r.text
+    assert r.json()["user"]["externalId"] == "new-person"
+    after = snapshot.take()
+    assert (after["seats"], after["jtis"]) == (before["seats"] + 1, before["jtis"] + 1)
+    # And now the tester sees the jti used.
+    body = check(api, project, token, "customer_login")
+    assert (body["accepted"], body["would"], body["reason"]) == (False, None, "replayed")
+    assert body["identity"] == {"externalId": "new-person"}
+
+
+def test_a_returning_user_would_sign_in_as_stored(
+    server: Server, api: httpx.Client, project: Project, snapshot: Snapshot
+) -> None:
+    code = hs256(project.secret, {"user": {"id": "ret-1", "email": "ret@example.com", "firstname": "Ret"}})
+    r = api.post(f"/v1/projects/{project.id}/auth/external-code", json={"externalAuthCode": code})
+    assert r.status_code == 200, r.text
+    stored = api.get(f"/v1/projects/{project.id}/users/ret-1", headers=project.owner.auth).json()
+    before = snapshot.take()
+
+    renamed = hs256(project.secret, {"user": {"id": "ret-1", "email": "ret@example.com", "firstname": "Renamed"}})
+    body = check(api, project, renamed, "external_code")
+    assert (body["accepted"], body["would"], body["reason"]) == (True, "sign_in", None)
+    assert body["user"] == stored  # the name the token would change is not changed
+    assert body["identity"] == {"externalId": "ret-1", "email": "ret@example.com"}
+    by_email = check(api, project, hs256(project.secret, {"email": "ret@example.com"}), "external_code")
+    assert (by_email["would"], by_email["user"]) == ("sign_in", stored)
+    assert by_email["identity"] == {"email": "ret@example.com"}
+
+    tiledesk = hs256(project.secret, {"_id": "ret-1", "sub": "userexternal", "aud": audience(server, project.id)})
+    body = check(api, project, tiledesk, "custom_token")
+    assert (body["accepted"], body["would"], body["user"]) == (True, "sign_in", stored)
+    assert snapshot.take() == before
+
+
+def audience(server: Server, project_id: str) -> str:
+    return f"{server.url}/projects/{project_id}"
+
+
+def real_sign_in(api: httpx.Client, project: Project, token: str, method: str) -> httpx.Response:
+    if method == "customer_login":
+        return api.post(f"/v1/projects/{project.id}/auth/customer/login", json={"jwtToken": token})
+    if method == "external_code":
+        return api.post(f"/v1/projects/{project.id}/auth/external-code", json={"externalAuthCode": token})
+    return api.post("/v1/auth/signinWithCustomToken", headers={"Authorization": f"JWT {token}"})
+
+
+def test_each_rejection_reason_is_the_sign_ins_own(
+    server: Server, api: httpx.Client, project: Project, snapshot: Snapshot
+) -> None:
+    other = make_project(api, project.owner)
+    base = {"externalId": "rej-1", "iat": now()}
+    tiledesk = {"_id": "rej-1", "sub": "userexternal", "aud": audience(server, project.id)}
+    cases = [
+        ("bad_signature", hs256("another secret, long enough to be a key", base), "customer_login"),
+        ("expired", hs256(project.secret, {**base, "exp": now() - 120}), "customer_login"),
+        ("alg_not_allowed", raw_token({"alg": "HS512", "typ": "JWT"}, base, project.secret), "customer_login"),
+        ("alg_not_allowed", raw_token({"alg": "none"}, base, None), "customer_login"),
+        ("iat_too_old", hs256(project.secret, {**base, "iat": now() - 7200}), "customer_login"),
+        ("missing_claim", hs256(project.secret, {"iat": now()}), "customer_login"),
+        ("bad_signature", hs256(other.secret, {"user": {"id": "rej-1"}}), "external_code"),
+        ("wrong_subject", hs256(project.secret, {**tiledesk, "sub": "someone"}), "custom_token"),
+        ("wrong_audience", hs256(project.secret, {**tiledesk, "aud": "https://elsewhere.example/p/1"}), "custom_token"),
+    ]
+    before = snapshot.take()
+    for reason, token, method in cases:
+        body = check(api, project, token, method)
+        assert (body["accepted"], body["reason"], body["would"], body["user"]) == (False, reason, None, None), (
+            reason,
+            body,
+        )
+        # The real sign-in gives the same reason.
+        r = real_sign_in(api, project, token, method)
+        assert (r.status_code, r.json()["error"]["reason"]) == (401, reason), (reason, r.text)
+    # A good token of another project is not this project's to test.
+    foreign = hs256(other.secret, {**tiledesk, "aud": audience(server, other.id)})
+    body = check(api, project, foreign, "custom_token")
+    assert (body["accepted"], body["reason"], body["would"]) == (False, "wrong_audience", None)
+
+    # The decoded payload comes back when it can be read, whatever the signature.
+    body = check(api, project, cases[0][1], "customer_login")
+    assert body["claims"] == base and body["identity"] is None
+    malformed = check(api, project, "not.a-token", "customer_login")
+    assert (malformed["reason"], malformed["claims"]) == ("malformed", None)
+    assert check(api, project, "x" * 9000, "customer_login")["reason"] == "too_large"
+
+    after = snapshot.take()
+    # The real sign-ins recorded their refusals (all but the one whose aud names no project); the tester nothing.
+    assert after["audit"] - before["audit"] == len(cases) - 1
+    assert {**after, "audit": 0} == {**before, "audit": 0}
+
+
+def test_a_full_project_would_refuse_a_new_user_but_not_a_returning_one(
+    api: httpx.Client, project: Project, snapshot: Snapshot
+) -> None:
+    returning = customer(api, project, "full-1")
+    r = api.patch(f"/v1/projects/{project.id}", json={"settings": {"seat_limit": 1}}, headers=project.owner.auth)
+    assert r.status_code == 200, r.text
+    before = snapshot.take()
+
+    body = check(api, project, hs256(project.secret, {"externalId": "full-2", "iat": now()}), "customer_login")
+    assert (body["accepted"], body["would"], body["reason"], body["user"]) == (False, "refuse", None, None)
+    assert body["identity"] == {"externalId": "full-2"}
+    assert "seat" in body["message"]
+    body = check(api, project, hs256(project.secret, {"externalId": "full-1", "iat": now()}), "customer_login")
+    assert (body["accepted"], body["would"], body["user"]["_id"]) == (True, "sign_in", returning.id)
+
+    # Unknown users under the "id" and "email" rules: refused, as the exchange would.
+    body = check(api, project, hs256(project.secret, {"id": "nobody"}), "external_code")
+    assert (body["accepted"], body["would"], body["reason"]) == (False, "refuse", None)
+    assert snapshot.take() == before
+
+
+def test_a_turned_off_way_in_would_refuse(api: httpx.Client, project: Project, snapshot: Snapshot) -> None:
+    r = api.patch(
+        f"/v1/projects/{project.id}",
+        json={"settings": {"auth_methods": {"external_jwt": False}}},
+        headers=project.owner.auth,
+    )
+    assert r.status_code == 200, r.text
+    claims = {"externalId": "off-1", "iat": now()}
+    before = snapshot.take()
+    body = check(api, project, hs256(project.secret, claims), "customer_login")
+    assert (body["accepted"], body["would"], body["reason"], body["identity"]) == (False, "refuse", None, None)
+    assert body["claims"] == claims
+    assert "turned off" in body["message"]
+    assert snapshot.take() == before
+
+
+def test_a_vouched_email_would_create_without_displacing_the_typed_account(
+    api: httpx.Client, project: Project, snapshot: Snapshot
+) -> None:
+    email = unique_email("typed")
+    r = api.post(f"/v1/projects/{project.id}/auth/email/signup", json={"email": email, "password": PASSWORD})
+    assert r.status_code == 200, r.text
+    typed = EndUser(r.json()["user"]["_id"], r.json()["token"])
+    before = snapshot.take()
+
+    body = check(api, project, hs256(project.secret, {"email": email, "iat": now()}), "customer_login")
+    assert (body["accepted"], body["would"], body["user"]) == (True, "create", None)
+    assert snapshot.take() == before
+    # The typed account keeps its email, password and session: the displacement was rolled back.
+    assert api.get(f"/v1/projects/{project.id}/auth/me", headers=typed.auth).status_code == 200
+    r = api.post(f"/v1/projects/{project.id}/auth/email/signin", json={"email": email, "password": PASSWORD})
+    assert r.status_code == 200, r.text
+
+
+def test_only_owners_and_admins_may_test_tokens(api: httpx.Client, project: Project) -> None:
+    path = f"/v1/projects/{project.id}/token-check"
+    body = {"token": hs256(project.secret, {"externalId": "who", "iat": now()}), "method": "customer_login"}
+    user = customer(api, project)
+    key = {"Authorization": f"Bearer {api_key(api, project, ['org.admin', 'org.user'])}"}
+    stranger = sign_up_staff(api, "stranger")
+    assert error(api.post(path, json=body, headers=user.auth)) == (403, "forbidden")
+    assert error(api.post(path, json=body, headers=key)) == (401, "not_authenticated")
+    assert error(api.post(path, json=body)) == (401, "not_authenticated")
+    assert error(api.post(path, json=body, headers=stranger.auth)) == (404, "project_not_found")
+    # As a sign-in token in the header, the customer token itself is no session either.
+    assert error(api.post(path, json=body, headers={"Authorization": f"JWT {body['token']}"})) == (
+        401,
+        "not_authenticated",
+    )
+
+    owner = project.owner.auth
+    for bad, field in [
+        ({"token": body["token"]}, "method"),
+        ({**body, "method": "email"}, "method"),
+        ({**body, "method": None}, "method"),
+        ({"method": "customer_login"}, "token"),
+        ({**body, "token": 5}, "token"),
+        ({**body, "token": ""}, "token"),
+    ]:
+        r = api.post(path, json=bad, headers=owner)
+        assert error(r) == (422, "validation_failed"), (bad, r.text)
+        assert field in r.json()["error"]["fields"], r.text
+    r = api.post(path, content=b"{not json", headers={**owner, "Content-Type": "application/json"})
+    assert error(r) == (400, "malformed_json")
+    # The token may come as the sign-ins hand tokens out, "JWT <token>".
+    r = api.post(path, json={**body, "token": f"JWT {body['token']}"}, headers=owner)
+    assert (r.status_code, r.json()["would"]) == (200, "create")
+
+
+@pytest.fixture(scope="module")
+def throttled(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A server allowing three sign-in attempts per address a minute (the signin_ip rule)."""
+    srv = start_server(
+        tmp_path_factory.mktemp("throttled"), None, workers=1, extra_env={"CHATGATE_RATE_LIMITS": "signin_ip=3/60"}
+    )
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+def test_token_checks_count_against_the_sign_in_throttle(throttled: Server) -> None:
+    with httpx.Client(base_url=throttled.url, timeout=30) as api:
+        owner = sign_up_staff(api, "owner")  # sign_up_staff signs in once: one of the three
+        project = make_project(api, owner)
+        token = hs256(project.secret, {"externalId": "t-1", "iat": now()})
+        answers = [
+            api.post(
+                f"/v1/projects/{project.id}/token-check",
+                json={"token": token, "method": "customer_login"},
+                headers=owner.auth,
+            )
+            for _ in range(3)
+        ]
+    assert [r.status_code for r in answers] == [200, 200, 429], [r.text for r in answers]
+    assert answers[-1].json()["error"]["code"] == "rate_limited"
+    assert int(answers[-1].headers["retry-after"]) >= 1
+
+
 def test_the_new_routes_are_documented_in_openapi(api: httpx.Client) -> None:
     paths = api.get("/openapi.json").json()["paths"]
     for path, method in [
@@ -330,5 +606,6 @@ def test_the_new_routes_are_documented_in_openapi(api: httpx.Client) -> None:
         ("/v1/projects/{pid}/members/{staff_id}", "delete"),
         ("/v1/projects/{pid}/users/{user_ref}/sessions", "get"),
         ("/v1/projects/{pid}/users/{user_ref}/logout", "post"),
+        ("/v1/projects/{pid}/token-check", "post"),
     ]:
         assert method in paths.get(path, {}), (method, path)

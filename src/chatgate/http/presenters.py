@@ -10,6 +10,7 @@ import orjson
 from chatgate.domain.conversations import iso as iso_utc
 from chatgate.domain.models import ApiKey, AuditEvent, EndUser, Member, Project, Role, Session, StaffAccount
 from chatgate.domain.webhooks import Delivery, DeliveryStatus, Webhook, user_view
+from chatgate.services.token_check import TokenCheck
 
 
 def iso(moment: datetime | None) -> str | None:
@@ -80,6 +81,19 @@ def end_user(u: EndUser) -> dict[str, Any]:
 def session(s: Session) -> dict[str, Any]:
     # Sessions record their kind, not which sign-in made them: that is what ``method`` can say.
     return {"id": s.id, "method": s.kind.value, "created_at": iso(s.created_at), "expires_at": iso(s.expires_at)}
+
+
+def token_check(c: TokenCheck) -> dict[str, Any]:
+    return {
+        "accepted": c.accepted,
+        "method": c.method,
+        "reason": c.reason,
+        "message": c.message,
+        "claims": c.claims,
+        "identity": c.identity,
+        "user": end_user(c.user) if c.user is not None else None,
+        "would": c.would,
+    }
 
 
 def audit_event(e: AuditEvent) -> dict[str, Any]:

@@ -84,6 +84,20 @@ class MemberAdd(Body):
     _check_email = field_validator("email")(_email)
 
 
+class TokenCheckRequest(Body):
+    token: str = Field(
+        min_length=1, description="The customer token (compact JWS), bare or as 'JWT <token>'; never stored or logged"
+    )
+    method: Literal["external_code", "custom_token", "customer_login"] = Field(
+        description="The sign-in to try it with: external auth code, Tiledesk custom token or Kustomer customer login"
+    )
+
+    @field_validator("token")
+    @classmethod
+    def _bare(cls, value: str) -> str:
+        return _bare_token(value) or value
+
+
 class ApiKeyCreate(Body):
     name: str = Field(min_length=1, max_length=200)
     roles: list[Literal["org.admin", "org.user"]] = Field(min_length=1, max_length=2)
@@ -287,6 +301,20 @@ class SessionListOut(BaseModel):
 
 class SignedOutOut(BaseModel):
     revoked: int = Field(description="How many live sessions were ended")
+
+
+class TokenCheckOut(BaseModel):
+    accepted: bool = Field(description="Whether a real sign-in with this token would succeed now")
+    method: str
+    reason: str | None = Field(description="Why the token is rejected (a token rejection reason), else null")
+    message: str
+    claims: dict[str, Any] | None = Field(description="The payload as decoded, before any check; null if unreadable")
+    identity: dict[str, str] | None = Field(description="externalId and/or email the verified token names")
+    user: EndUserOut | None = Field(description="The existing user it would sign in")
+    would: Literal["sign_in", "create", "refuse"] | None = Field(
+        description="What the sign-in would do; refuse: the token is good but the sign-in is refused;"
+        " null: the token is rejected"
+    )
 
 
 class AuditEventOut(BaseModel):

@@ -7,7 +7,11 @@ be written holds a write transaction (on SQLite, a savepoint of the shared
 group commit): the project and the token are checked with reads, the user,
 session and audit rows are written in one ``storage.write()`` block
 (``_log_in``), and the session token is signed after the commit. Email
-sign-ins do the same around argon2id, which runs on its own pool."""
+sign-ins do the same around argon2id, which runs on its own pool.
+
+The token tester (services/token_check.py) goes the same way, through
+``read_token_for`` and ``rehearse_login``: the same checks, then the same
+writes in a transaction that is rolled back."""
 
 from __future__ import annotations
 
@@ -23,7 +27,7 @@ from chatgate.domain.audit import AuditAction
 from chatgate.domain.conversations import Event, EventType, conversation_view
 from chatgate.domain.identity import Lookup
 from chatgate.domain.ids import looks_like_id, new_id
-from chatgate.domain.models import CreatedVia, EndUser, NewEndUser, Project, SessionKind
+from chatgate.domain.models import CreatedVia, EndUser, NewEndUser, Project, Session, SessionKind
 from chatgate.domain.password_policy import password_problem
 from chatgate.domain.webhooks import WebhookEvent, user_view
 from chatgate.errors import (
@@ -63,6 +67,16 @@ class EndUserLogin:
 
 
 @dataclass(frozen=True)
+class _Written:
+    """What a login's transaction wrote."""
+
+    user: EndUser
+    created: bool
+    merged: int
+    session: Session
+
+
+@dataclass(frozen=True)
 class _Attempt:
     """One login about to be written: who to find, what to create, what to consume."""
 
@@ -83,6 +97,22 @@ def _external_auth_code(_project: Project, claims: dict[str, Any], _now: float) 
 def _customer_login(project: Project, claims: dict[str, Any], now: float) -> dialects.LoginClaim:
     settings = project.effective_settings
     return dialects.customer_login(claims, now, settings["max_token_age_seconds"], settings["leeway_seconds"])
+
+
+@dataclass(frozen=True)
+class TokenWay:
+    """One of the three token sign-ins: its label (audit log, metrics) and its dialect."""
+
+    label: str
+    dialect: Dialect
+
+
+# By the names the token tester takes.
+TOKEN_WAYS = {
+    "external_code": TokenWay("external_auth_code", _external_auth_code),
+    "custom_token": TokenWay("custom_token", _custom_token),
+    "customer_login": TokenWay("customer_login", _customer_login),
+}
 
 
 # Refusals that a newer signing secret could turn into an acceptance.
@@ -115,28 +145,27 @@ class EndUserAuthService:
 
     async def sign_in_with_custom_token(self, token: str, caller: Caller, anonymous_token: str | None) -> EndUserLogin:
         """Tiledesk: the project is the one the token's ``aud`` names."""
+        way = TOKEN_WAYS["custom_token"]
         try:
             project = await self._project_for_audience(token, unverified_claims(token))
         except TokenRejected as rejection:
-            await self._record_refusal(None, rejection, caller, "custom_token")
+            await self._record_refusal(None, rejection, caller, way.label)
             raise
-        return await self._token_login(project, token, "custom_token", _custom_token, caller, anonymous_token)
+        return await self._token_login(project, token, way, caller, anonymous_token)
 
     async def exchange_external_code(
         self, project_id: str, code: str, caller: Caller, anonymous_token: str | None
     ) -> EndUserLogin:
         """TypingMind ``externalAuthCode``, from a link, the widget or an API call."""
         project = await self._project(project_id)
-        return await self._token_login(
-            project, code, "external_auth_code", _external_auth_code, caller, anonymous_token
-        )
+        return await self._token_login(project, code, TOKEN_WAYS["external_code"], caller, anonymous_token)
 
     async def customer_login(
         self, project_id: str, jwt: str, caller: Caller, anonymous_token: str | None
     ) -> EndUserLogin:
         """Kustomer ``login({jwtToken})``: fresh ``iat`` required, email wins over externalId."""
         project = await self._project(project_id)
-        return await self._token_login(project, jwt, "customer_login", _customer_login, caller, anonymous_token)
+        return await self._token_login(project, jwt, TOKEN_WAYS["customer_login"], caller, anonymous_token)
 
     async def email_sign_up(
         self,
@@ -204,29 +233,60 @@ class EndUserAuthService:
                 return user
         raise NotAuthenticated("Send an end-user session of this project.")
 
+    # -- trying a token without signing in (the token tester) ---------------
+
+    async def read_token_for(self, project: Project, token: str, method: str) -> tuple[Project, dialects.LoginClaim]:
+        """What the token sign-in ``method`` (a TOKEN_WAYS name) checks before it writes anything, for
+        this project: ``aud`` naming it (custom token), the way in enabled, the token verified and read.
+
+        Raises the refusal that sign-in would give; records nothing.
+        """
+        way = TOKEN_WAYS[method]
+        if method == "custom_token":
+            named = await self._project_for_audience(token, unverified_claims(token))
+            if named.id != project.id:
+                raise TokenRejected("wrong_audience", "aud names another project, not this one.")
+        self._require_method(project, "external_jwt")
+        return await self._read_token(project, token, way.dialect)
+
+    async def rehearse_login(
+        self, project: Project, claim: dialects.LoginClaim, method: str, caller: Caller
+    ) -> tuple[EndUser, bool]:
+        """The login ``claim`` leads to, written as a real one is but in a transaction that is rolled back:
+        the user it signs in or creates, and whether it creates it.
+
+        Raises the refusal the login would give (a used jti, no free seat, a
+        conflict); nothing is created, changed, consumed or recorded.
+        """
+        attempt = _Attempt(project, claim, TOKEN_WAYS[method].label, None)
+        async with self.ctx.storage.rehearsal() as tx:
+            written = await self._write_login(tx, attempt, caller, self.ctx.clock(), must_create=False)
+        return written.user, written.created
+
     # -- checking a token --------------------------------------------------
 
     async def _token_login(
-        self,
-        project: Project,
-        token: str,
-        method: str,
-        dialect: Dialect,
-        caller: Caller,
-        anonymous_token: str | None,
+        self, project: Project, token: str, way: TokenWay, caller: Caller, anonymous_token: str | None
     ) -> EndUserLogin:
         """A token sign-in: the way in enabled, the token verified and read, then the login written."""
         self._require_method(project, "external_jwt")
         try:
-            claim = self._verify(project, token, dialect)
+            project, claim = await self._read_token(project, token, way.dialect)
+        except TokenRejected as rejection:
+            await self._record_refusal(project.id, rejection, caller, way.label)
+            raise
+        return await self._log_in(_Attempt(project, claim, way.label, anonymous_token), caller)
+
+    async def _read_token(self, project: Project, token: str, dialect: Dialect) -> tuple[Project, dialects.LoginClaim]:
+        """The token verified and read for the project (as stored now, should its key have just changed)."""
+        try:
+            return project, self._verify(project, token, dialect)
         except TokenRejected as rejection:
             # A copy of the project read before a key rotation another process just committed: check again.
             fresh = await self.ctx.projects.fresh(project) if rejection.reason in KEY_REASONS else project
             if fresh is None or fresh is project or fresh.secret_ciphertext == project.secret_ciphertext:
-                await self._record_refusal(project.id, rejection, caller, method)
                 raise
-            return await self._token_login(fresh, token, method, dialect, caller, anonymous_token)
-        return await self._log_in(_Attempt(project, claim, method, anonymous_token), caller)
+            return await self._read_token(fresh, token, dialect)
 
     def _verify(self, project: Project, token: str, dialect: Dialect) -> dialects.LoginClaim:
         settings = project.effective_settings
@@ -287,45 +347,52 @@ class EndUserAuthService:
 
     async def _log_in(self, attempt: _Attempt, caller: Caller, must_create: bool = False) -> EndUserLogin:
         """Find or create the user, consume the jti, merge the visitor and store a session: one transaction."""
-        project, claim = attempt.project, attempt.claim
         now = self.ctx.clock()
         try:
             async with self.ctx.storage.write() as tx:
-                if claim.jti is not None and not await tx.token_ids.consume(
-                    project.id, claim.jti, _forget_after(claim.expires_at, project.effective_settings["leeway_seconds"])
-                ):
-                    raise TokenRejected("replayed", "This token has already been used.")
-                user = None if must_create else await tx.end_users.find(project.id, claim.lookup)
-                if user is not None and claim.vouched and not user.email_verified and claim.lookup.by == "email":
-                    # A signed token never lands in an account that only typed its email.
-                    if claim.new_user is None:
-                        raise UserNotFound()
-                    await self._displace(tx, project, user, caller, now, attempt.method)
-                    user = None
-                created = False
-                if user is None:
-                    user, created = await self._provision(tx, project, claim, caller, now, adopt=not must_create)
-                else:
-                    user = await self._refresh(tx, user, claim.new_user, now)
-                merged = await self._merge_visitor(tx, project, user, attempt.anonymous_token, caller, now)
-                session = await self.sessions.record(tx, SessionKind.END_USER, user.id, project.id, now)
-                await audit(
-                    tx,
-                    now,
-                    AuditAction.USER_SIGNIN_SUCCEEDED,
-                    caller=caller,
-                    project_id=project.id,
-                    subject_id=user.id,
-                    actor=("end_user", user.id),
-                    method=attempt.method,
-                    created=created,
-                )
-                await enqueue(tx, project.id, _signed_in(user, attempt.method, created=created), now)
+                written = await self._write_login(tx, attempt, caller, now, must_create)
         except DomainError as refusal:
-            await self._record_refusal(project.id, refusal, caller, attempt.method)
+            await self._record_refusal(attempt.project.id, refusal, caller, attempt.method)
             raise
         self.ctx.sign_ins.signed_in(attempt.method)
-        return EndUserLogin(user, self.sessions.sign(session), created, merged)
+        return EndUserLogin(written.user, self.sessions.sign(written.session), written.created, written.merged)
+
+    async def _write_login(
+        self, tx: Transaction, attempt: _Attempt, caller: Caller, now: datetime, must_create: bool
+    ) -> _Written:
+        """Every write of a login, in the caller's transaction; a refusal raises."""
+        project, claim = attempt.project, attempt.claim
+        if claim.jti is not None and not await tx.token_ids.consume(
+            project.id, claim.jti, _forget_after(claim.expires_at, project.effective_settings["leeway_seconds"])
+        ):
+            raise TokenRejected("replayed", "This token has already been used.")
+        user = None if must_create else await tx.end_users.find(project.id, claim.lookup)
+        if user is not None and claim.vouched and not user.email_verified and claim.lookup.by == "email":
+            # A signed token never lands in an account that only typed its email.
+            if claim.new_user is None:
+                raise UserNotFound()
+            await self._displace(tx, project, user, caller, now, attempt.method)
+            user = None
+        created = False
+        if user is None:
+            user, created = await self._provision(tx, project, claim, caller, now, adopt=not must_create)
+        else:
+            user = await self._refresh(tx, user, claim.new_user, now)
+        merged = await self._merge_visitor(tx, project, user, attempt.anonymous_token, caller, now)
+        session = await self.sessions.record(tx, SessionKind.END_USER, user.id, project.id, now)
+        await audit(
+            tx,
+            now,
+            AuditAction.USER_SIGNIN_SUCCEEDED,
+            caller=caller,
+            project_id=project.id,
+            subject_id=user.id,
+            actor=("end_user", user.id),
+            method=attempt.method,
+            created=created,
+        )
+        await enqueue(tx, project.id, _signed_in(user, attempt.method, created=created), now)
+        return _Written(user, created, merged, session)
 
     async def _provision(
         self,

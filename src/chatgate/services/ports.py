@@ -281,6 +281,13 @@ class Storage(Protocol):
     def write(self) -> AbstractAsyncContextManager[Transaction]:
         """One transaction: committed when the block ends without error (the answer waits for it), else rolled back."""
 
+    def rehearsal(self) -> AbstractAsyncContextManager[Transaction]:
+        """A write transaction that is always rolled back, never committed in part: a dry run of a use case.
+
+        Its writes hold their locks until the block ends; nothing of it is stored
+        or announced, and an error raised in the block propagates as from ``write()``.
+        """
+
     async def ping(self) -> None:
         """Raise when the database cannot be reached."""
 

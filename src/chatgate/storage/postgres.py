@@ -152,6 +152,17 @@ class PostgresStorage:
         self.committed.publish(store.events.added)
 
     @asynccontextmanager
+    async def rehearsal(self) -> AsyncIterator[Store]:
+        """A transaction begun at once (so that no statement of it commits alone) and always rolled back."""
+        async with self._connection() as connection:
+            transaction = LazyTransaction(connection)
+            await transaction.begin()
+            try:
+                yield Store(transaction)
+            finally:
+                await transaction.roll_back()
+
+    @asynccontextmanager
     async def statement(self) -> AsyncIterator[PostgresSql]:
         """For one statement that is atomic on its own (a rate count): committed as it runs, one round trip."""
         async with self._connection() as connection:
@@ -257,6 +268,10 @@ class LazyTransaction(PostgresSql):
         self._later.clear()
         if self._begun:
             await self.connection.execute("ROLLBACK")
+
+    async def begin(self) -> None:
+        """Open the transaction now rather than before the first write."""
+        await self._begin()
 
     async def _begin(self) -> None:
         if not self._begun:

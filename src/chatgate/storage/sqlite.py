@@ -68,6 +68,10 @@ class SqliteWriterLock:
         os.close(self._fd)
 
 
+class _Rehearsed(Exception):
+    """Ends a rehearsal's unit the way an error does: rolled back."""
+
+
 class SqliteStorage:
     def __init__(self, path: str) -> None:
         self.path = path
@@ -91,6 +95,16 @@ class SqliteStorage:
             store = Store(SqliteSql(connection))
             yield store
         self.committed.publish(store.events.added)
+
+    @asynccontextmanager
+    async def rehearsal(self) -> AsyncIterator[Store]:
+        """A unit of the group commit that always rolls back to its savepoint: the batch's others commit."""
+        try:
+            async with self._group.unit() as connection:
+                yield Store(SqliteSql(connection))
+                raise _Rehearsed
+        except _Rehearsed:
+            pass
 
     @asynccontextmanager
     async def statement(self) -> AsyncIterator[SqliteSql]:
