@@ -368,18 +368,29 @@
       if (ws !== socket) { return; }
       let event;
       try { event = JSON.parse(frame.data); } catch (e) { return; }
+      if (event.type === "session.revoked" && replaced(token)) { return; }
       handle(event);
     });
     ws.addEventListener("close", (closed) => {
       if (ws !== socket) { return; }
       socket = null;
-      if (closed.code === 4001 || closed.code === 4401) { sessionEnded(closed.code === 4001 ? "session_revoked" : "session_expired", closed.reason); return; }
+      if (closed.code === 4001 || closed.code === 4002 || closed.code === 4401) {
+        if (!replaced(token)) { sessionEnded(closed.code === 4002 ? "session_expired" : "session_revoked"); }
+        return;
+      }
       if (closed.code === 4404) { showError("project_not_found"); return; }
       setConnection("offline", "Reconnecting…");
       const wait = Math.min(15000, 500 * Math.pow(2, retries)) * (0.75 + Math.random() / 2);
       retries += 1;
       reconnectTimer = window.setTimeout(connect, wait);
     });
+  }
+
+  // A guest's session ends when the guest signs in (merged): by then the
+  // bridge has stored the new session, and this socket's end is no news.
+  function replaced(token) {
+    const stored = loadSession();
+    return !!stored && stored.token !== token;
   }
 
   function disconnect() {
