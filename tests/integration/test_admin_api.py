@@ -149,6 +149,34 @@ def test_a_removed_member_loses_the_project_at_once(api: httpx.Client, project: 
     assert len(audit_actions(api, project, "project.member_removed")) == 1
 
 
+def test_a_removed_members_open_sockets_close_on_every_process(
+    server: Server, api: httpx.Client, project: Project
+) -> None:
+    one, two = worker_doors(server.url, server.process.pid)
+    assert one.worker is not None and two.worker is not None
+    leaving, staying = add_member(api, project), add_member(api, project)
+    ann = customer(api, project)
+
+    async def scenario() -> None:
+        on_one = await open_live_on(server, one.worker, project.id, leaving.token, name="removed, worker 1")
+        on_two = await open_live_on(server, two.worker, project.id, leaving.token, name="removed, worker 2")
+        colleague = await open_live_on(server, one.worker, project.id, staying.token, name="colleague")
+        r = two.delete(f"/v1/projects/{project.id}/members/{leaving.id}", headers=project.owner.auth)
+        assert r.status == 204, r.text
+        began = time.monotonic()
+        for live in (on_one, on_two):
+            code, frames = await live.closed(WITHIN)
+            assert code == 4404, (live.name, code)
+            assert frames == []  # nothing of the project after the removal
+        assert time.monotonic() - began <= WITHIN
+        # The colleague's socket stays and still hears the project.
+        conversation = one.post(conversations_path(project.id), json_body={}, headers=ann.auth).json()
+        assert (await colleague.expect("conversation.created"))["conversationId"] == conversation["id"]
+        await colleague.close()
+
+    run(scenario())
+
+
 def test_admins_may_leave_but_not_remove_others(api: httpx.Client, project: Project, db: Db) -> None:
     first, second = add_member(api, project), add_member(api, project)
     assert error(remove(api, project.id, second.id, first)) == (403, "insufficient_role")

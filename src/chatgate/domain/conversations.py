@@ -63,8 +63,13 @@ class EventType(enum.StrEnum):
     CONVERSATION_UPDATED = "conversation.updated"
     CONVERSATION_MERGED = "conversation.merged"
     SESSION_REVOKED = "session.revoked"
-    # For the servers themselves (forget a cached project), never sent to a socket.
+    # For the servers themselves, never sent to a socket as a frame: forget a cached project; close
+    # the sockets of a staff member who was removed from the project.
     PROJECT_CHANGED = "project.changed"
+    MEMBER_REMOVED = "member.removed"
+
+
+INTERNAL_EVENTS = frozenset({EventType.PROJECT_CHANGED, EventType.MEMBER_REMOVED})
 
 
 @dataclass(frozen=True)
@@ -86,7 +91,7 @@ class Event:
 
     @property
     def internal(self) -> bool:
-        return self.type is EventType.PROJECT_CHANGED
+        return self.type in INTERNAL_EVENTS
 
     def numbered(self, seq: int) -> Event:
         return Event(self.type, self.project_id, self.payload, self.user_id, self.session_id, seq)
@@ -99,6 +104,16 @@ class Viewer:
     project_id: str
     session_id: str
     end_user_id: str | None  # None for staff
+    staff_id: str | None = None  # None for end users
+
+    def loses_access(self, event: Event) -> bool:
+        """A staff member removed from the project: their sockets there close at once."""
+        return (
+            event.type is EventType.MEMBER_REMOVED
+            and event.project_id == self.project_id
+            and self.staff_id is not None
+            and event.payload.get("staff_id") == self.staff_id
+        )
 
     def sees(self, event: Event) -> bool:
         if event.type is EventType.SESSION_REVOKED:

@@ -85,6 +85,8 @@ class LiveSocket:
                 continue
             if frame.seq <= self.after_seq:
                 continue
+            if frame.type is EventType.MEMBER_REMOVED:  # no frame: the project is no longer theirs
+                return CLOSE_NOT_FOUND, "removed from the project"
             await self._send(event_frame(frame))
             if frame.type is EventType.SESSION_REVOKED:
                 return CLOSE_REVOKED, "session revoked"

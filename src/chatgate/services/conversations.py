@@ -281,7 +281,7 @@ class ConversationService:
         member = looks_like_id(project_id) and await tx.projects.membership(project_id, principal.subject_id)
         if not member:
             raise ProjectNotFound()
-        return Viewer(project_id, principal.session_id, None)
+        return Viewer(project_id, principal.session_id, None, principal.subject_id)
 
 
 async def _visible(tx: Transaction, viewer: Viewer | None, project_id: str, conversation_id: str) -> Conversation:

@@ -103,6 +103,9 @@ class LiveHub:
         for handler in self._internal:
             handler(event)
         if event.internal:
+            for subscriber in self._staff.get(event.project_id or "", set()).copy():
+                if subscriber.viewer.loses_access(event):
+                    subscriber.push(event)
             return
         for subscriber in self._audience(event):
             if subscriber.viewer.sees(event):

@@ -166,7 +166,8 @@ class ProjectService:
         The last owner can neither be removed nor leave; as changes to the
         members take turns, two owners removed at once cannot leave the project
         without one. A removed member's next request to the project is refused
-        at once: every request reads the caller's role from the database.
+        at once: every request reads the caller's role from the database, and
+        their open sockets on the project close (4404) on every process.
         """
         now = self.ctx.clock()
         async with self.ctx.storage.write() as tx:
@@ -179,6 +180,7 @@ class ProjectService:
             if member.role is Role.OWNER and await tx.projects.owner_count(project_id) <= 1:
                 raise LastOwner()
             await tx.projects.remove_member(project_id, staff_id)
+            await tx.events.add(Event(EventType.MEMBER_REMOVED, project_id, {"staff_id": staff_id}))
             await audit(
                 tx,
                 now,

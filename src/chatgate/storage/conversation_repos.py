@@ -243,11 +243,12 @@ class EventRepo:
             audience = "user_id = :u AND (session_id IS NULL OR session_id = :s)"
             params = {"u": viewer.end_user_id, "s": viewer.session_id}
         rows = await self.sql.all(
-            "SELECT * FROM events WHERE project_id = :p AND seq > :after AND type <> :internal"  # noqa: S608
+            "SELECT * FROM events WHERE project_id = :p AND seq > :after AND type NOT IN (:changed, :removed)"  # noqa: S608
             f" AND ({audience}) ORDER BY seq LIMIT :limit",
             p=viewer.project_id,
             after=after_seq,
-            internal=EventType.PROJECT_CHANGED.value,
+            changed=EventType.PROJECT_CHANGED.value,
+            removed=EventType.MEMBER_REMOVED.value,
             limit=limit,
             **params,
         )
