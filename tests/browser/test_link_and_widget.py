@@ -111,6 +111,7 @@ def test_widget_signs_the_visitor_in_on_another_site(
     page: Any, web_server: Server, web_project: Project, host_site: Any
 ) -> None:
     code = hs256(web_project.secret, {"user": {"id": "widget-1", "firstname": "Wendy"}})
+    users_before = count_users(web_server, web_project)
     url = host_site(
         "/shop.html",
         f"""<!doctype html><html><body><h1>Our shop</h1>
@@ -118,13 +119,25 @@ def test_widget_signs_the_visitor_in_on_another_site(
         data-project="{web_project.id}"></script>
 </body></html>""",
     )
+    to_chatgate: list[str] = []
+    page.on("request", lambda req: to_chatgate.append(req.url) if req.url.startswith(web_server.url) else None)
     page.goto(url)
+    page.wait_for_selector("#chatgate-bubble")
+    page.wait_for_timeout(500)
+    # Until the visitor opens the chat: only the script, no frame, no sign-in.
+    assert to_chatgate == [f"{web_server.url}/widget.js"]
+    assert page.locator("iframe").count() == 0
+    assert count_users(web_server, web_project) == users_before
+
     page.click("#chatgate-bubble")
     frame = page.frame_locator("#chatgate-frame")
     frame.locator("#signed-in:not([hidden])").wait_for(timeout=15_000)
     assert frame.locator("#user-name").text_content() == "Wendy"
-    src = page.get_attribute("#chatgate-frame", "src")
+    src = str(page.get_attribute("#chatgate-frame", "src"))
     assert src.startswith(f"{web_server.url}/p/{web_project.id}/?embed=1#externalAuthCode=")
+    assert code not in src.split("#")[0]  # the code never travels in the query
+    assert any(u.endswith(f"/v1/projects/{web_project.id}/auth/external-code") for u in to_chatgate)
+    assert count_users(web_server, web_project) == users_before + 1
 
 
 def test_widget_without_data_project_uses_the_default_project(
@@ -137,7 +150,10 @@ def test_widget_without_data_project_uses_the_default_project(
 <script defer data-external-auth-code="{code}" src="{web_server.url}/widget.js"></script></body></html>""",
     )
     page.goto(url)
+    page.wait_for_selector("#chatgate-bubble")
+    assert page.locator("iframe").count() == 0
     page.click("#chatgate-bubble")
+    assert page.get_attribute("#chatgate-frame", "src").startswith(f"{web_server.url}/?embed=1#externalAuthCode=")
     frame = page.frame_locator("#chatgate-frame")
     frame.locator("#signed-in:not([hidden])").wait_for(timeout=15_000)
     assert frame.locator("#user-name").text_content() == "Dee"
