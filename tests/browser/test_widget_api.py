@@ -279,7 +279,7 @@ def test_refused_logins_answer_the_apis_error_and_sign_nobody_in(
     visit(page, site)
     stale = customer_token(site.project, email=email, iat=now() - 3600)
     error = call(page, "login", {"jwtToken": stale})["error"]
-    assert error["code"] == "invalid_token" and error["message"]
+    assert error["code"] == "invalid_token" and error["reason"] == "iat_too_old" and error["message"]
     forged = hs256("not-the-secret-" + "x" * 40, {"email": email, "iat": now()})
     assert call(page, "login", {"jwtToken": forged})["error"]["code"] == "invalid_token"
     assert call(page, "login", {})["error"]["code"] == "validation_failed"

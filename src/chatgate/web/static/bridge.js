@@ -108,7 +108,11 @@
   function apiError(res) {
     if (res.status === 0) { return { code: "network", message: "Chatgate could not be reached." }; }
     var error = res.data.error;
-    if (error && typeof error.code === "string") { return { code: error.code, message: String(error.message || "") }; }
+    if (error && typeof error.code === "string") {
+      var out = { code: error.code, message: String(error.message || "") };
+      ["reason", "fields", "retryAfter"].forEach(function (name) { if (error[name] !== undefined) { out[name] = error[name]; } });
+      return out;
+    }
     return { code: "internal_error", message: "Chatgate answered with status " + res.status + "." };
   }
 
