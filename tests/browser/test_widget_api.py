@@ -259,7 +259,7 @@ def test_login_is_logged_in_and_logout(page: Any, web_server: Server, shop: Call
     assert session_status(web_server, site.project, session["token"]) == 401
     assert stored_session(page, site.project) is None
     wait_for_event(page, "logout")
-    chat.locator("#signed-out:not([hidden])").wait_for()
+    chat_frame(page).wait_for_function("() => !document.body.innerText.includes('Kim')")  # the chat let go of Kim
 
 
 def test_login_by_external_id(page: Any, web_server: Server, shop: Callable[..., Shop]) -> None:
@@ -632,23 +632,45 @@ def test_the_panel_fills_a_small_screen_and_the_launcher_stays_reachable(page: A
 # -- live messages and a browser that keeps the session -------------------------------
 
 
-def test_messages_from_others_reach_the_page_and_the_visitors_own_do_not(page: Any, shop: Callable[..., Shop]) -> None:
-    visit(page, shop())
-    call(page, "open")
-    frame = chat_frame(page)
-    wait_for_event(page, "open")
-    # The chat page announces each live message this way (chat.js); the bridge forwards others' messages.
-    announce = """([text, mine]) => window.dispatchEvent(new CustomEvent("chatgate:message", {detail: {
-        conversationId: "c1", mine: mine, message: {id: text, conversationId: "c1", text: text,
-        sender: {type: mine ? "user" : "agent", id: "a1"}}}}))"""
-    frame.evaluate(announce, ["my own words", True])
-    frame.evaluate(announce, ["Hello from support", False])
-    received = wait_for_event(page, "message")
+def test_a_guest_who_writes_hears_the_agent_and_keeps_the_chat_on_login(
+    page: Any, web_server: Server, shop: Callable[..., Shop]
+) -> None:
+    """Through the chat page itself: a guest writes, an agent answers live, then the page logs them in."""
+    site = shop()
+    visit(page, site)
+    page.get_by_role("button", name="Open chat").click()
+    chat = page.frame_locator("#chatgate-frame")
+    chat.get_by_label("Message").fill("Hello, where is my parcel?")
+    chat.get_by_label("Message").press("Enter")
+    guest = wait_for_event(page, "login")[0]
+    assert guest["user"]["anonymous"] is True and guest["email"] is None
+    session = stored_session(page, site.project)
+    assert session and session["user"]["_id"] == guest["user"]["_id"]
+    with httpx.Client(base_url=web_server.url) as api:
+        listed = api.get(f"/v1/projects/{site.project.id}/conversations", headers={"Authorization": session["token"]})
+        [conversation] = listed.json()["conversations"]
+        r = api.post(
+            f"/v1/projects/{site.project.id}/conversations/{conversation['id']}/messages",
+            json={"text": "Hi, this is support"},
+            headers=site.project.owner.auth,
+        )
+        assert r.status_code == 201, r.text
+    [heard] = wait_for_event(page, "message")
+    assert heard["conversationId"] == conversation["id"]
+    assert heard["message"]["text"] == "Hi, this is support" and heard["message"]["sender"]["type"] == "agent"
     page.wait_for_timeout(300)
-    assert [(m["conversationId"], m["message"]["text"]) for m in events(page, "message")] == [
-        ("c1", "Hello from support")
-    ]
-    assert received[0]["message"]["sender"]["type"] == "agent"
+    assert len(events(page, "message")) == 1  # the guest's own message is not reported
+
+    email = unique_email("parcel")
+    response = call(page, "login", {"jwtToken": customer_token(site.project, email=email)})["response"]
+    assert response["merged_conversations"] == 1
+    assert wait_for_event(page, "login", 2)[1]["email"] == email
+    kept = stored_session(page, site.project)
+    assert kept and kept["user"]["email"] == email
+    with httpx.Client(base_url=web_server.url) as api:
+        mine = api.get(f"/v1/projects/{site.project.id}/conversations", headers={"Authorization": kept["token"]})
+        assert [c["id"] for c in mine.json()["conversations"]] == [conversation["id"]]
+    assert session_status(web_server, site.project, session["token"]) == 401  # the guest's session ended
 
 
 def test_where_the_browser_lets_the_frame_keep_storage_the_session_outlives_the_page(
