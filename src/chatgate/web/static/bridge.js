@@ -5,7 +5,7 @@
 // origin is exactly one of the project's allowed_origins (data-allowed-origins
 // on <body>); answers and events go to that exact origin. The bridge signs in
 // with Chatgate's API from this origin, keeps the session where chat.js keeps
-// it (localStorage "chatgate:<pid>:session") and tells chat.js with the window
+// it (session-store.js) and tells chat.js with the window
 // event "chatgate:session". The host page gets users and answers, never the
 // session token.
 (function () {
@@ -15,47 +15,16 @@
   var body = document.body;
   var projectId = body.getAttribute("data-project");
   var allowed = (body.getAttribute("data-allowed-origins") || "").split(/\s+/).filter(Boolean);
-  var storageKey = "chatgate:" + projectId + ":session";
   var api = "/v1/projects/" + encodeURIComponent(projectId);
   var MAX_EARLY_EVENTS = 20;
-
-  // Browsers that keep third-party frames away from storage (Chrome's
-  // incognito windows, for one) throw on localStorage here. Then the chat page
-  // and the bridge share an in-memory store instead, for this page load only:
-  // a login from the host page still reaches chat.js, and is forgotten when
-  // the visitor leaves the page.
-  function memoryStorage() {
-    var items = {};
-    var store = {
-      getItem: function (key) { return Object.prototype.hasOwnProperty.call(items, key) ? items[key] : null; },
-      setItem: function (key, value) { items[key] = String(value); },
-      removeItem: function (key) { delete items[key]; },
-      clear: function () { items = {}; },
-      key: function (index) { return Object.keys(items)[index] || null; }
-    };
-    Object.defineProperty(store, "length", { get: function () { return Object.keys(items).length; } });
-    return store;
-  }
-  try {
-    window.localStorage.getItem(storageKey);
-  } catch (e) {
-    Object.defineProperty(window, "localStorage", { configurable: true, value: memoryStorage() });
-  }
 
   var host = null; // the parent's origin, once it said hello from an allowed origin
   var early = []; // events from before that
   var announcedUserId = null; // who the host was last told is signed in
   var work = Promise.resolve(); // commands run one after another
 
-  function loadSession() {
-    try { return JSON.parse(window.localStorage.getItem(storageKey) || "null"); } catch (e) { return null; }
-  }
-  function saveSession(session) {
-    try {
-      if (session) { window.localStorage.setItem(storageKey, JSON.stringify(session)); }
-      else { window.localStorage.removeItem(storageKey); }
-    } catch (e) { /* storage blocked: chat.js keeps working for this page load */ }
-  }
+  var loadSession = window.ChatgateSessionStore.load;
+  var saveSession = window.ChatgateSessionStore.save;
   function sessionChanged() { window.dispatchEvent(new CustomEvent("chatgate:session")); }
 
   function send(origin, message) {

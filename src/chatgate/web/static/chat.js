@@ -14,7 +14,6 @@
   const body = document.body;
   const projectId = body.getAttribute("data-project");
   const guestsAllowed = body.getAttribute("data-anonymous") === "1";
-  const storageKey = "chatgate:" + projectId + ":session";
   const api = "/v1/projects/" + encodeURIComponent(projectId);
   const PAGE = 50;
 
@@ -54,15 +53,11 @@
 
   // ---- storage and requests ------------------------------------------------
 
-  function loadSession() {
-    try { return JSON.parse(window.localStorage.getItem(storageKey) || "null"); } catch (e) { return null; }
-  }
+  const store = window.ChatgateSessionStore;
+  const loadSession = store.load;
   function saveSession(value) {
     session = value;
-    try {
-      if (value) { window.localStorage.setItem(storageKey, JSON.stringify(value)); }
-      else { window.localStorage.removeItem(storageKey); }
-    } catch (e) { /* storage may be blocked; the page still works until it is closed */ }
+    store.save(value);
   }
 
   class ApiError extends Error {
