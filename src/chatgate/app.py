@@ -42,7 +42,7 @@ from chatgate.services.sign_in_metrics import NoSignInMetrics, SignInMetrics
 from chatgate.settings import Settings
 from chatgate.storage.open import StorageAdapter, open_event_feed, open_rate_counter, open_storage
 from chatgate.storage.sqlite import SqliteStorage
-from chatgate.web import pages
+from chatgate.web import admin, pages
 from chatgate.webhook_sender import HttpWebhookSender
 
 if TYPE_CHECKING:
@@ -181,6 +181,7 @@ def create_app(settings: Settings) -> ASGIApp:
             *starlette_routes(endpoints),
             live_route(services),
             *pages.routes(services),
+            *admin.routes(services),
         ],
         exception_handlers={
             DomainError: errors.on_domain_error,

@@ -72,6 +72,7 @@ PAGES: tuple[tuple[str, str, str, str], ...] = (
     ("/", "Chat page of the default project; ?externalAuthCode=… signs the visitor in", "text/html", "pages"),
     ("/p/{pid}/", "Chat page of a project; ?externalAuthCode=… signs the visitor in", "text/html", "pages"),
     ("/widget.js", "The embeddable widget (data-external-auth-code, data-project)", "application/javascript", "pages"),
+    ("/admin", "The admin panel: projects, settings, keys, users, inbox, audit, members", "text/html", "pages"),
     ("/openapi.json", "This document", "application/json", "system"),
     ("/docs", "A readable list of every route", "text/html", "system"),
 )
