@@ -196,6 +196,9 @@ export function confirmAction({ title, text, confirm }) {
   return new Promise((resolve) => {
     const done = () => {
       dialog.removeEventListener("close", done);
+      // Closed dialogs keep no words that could be mistaken for the page's own.
+      document.getElementById("confirm-title").textContent = "Are you sure?";
+      document.getElementById("confirm-text").textContent = "";
       resolve(dialog.returnValue === "ok");
       if (opener && document.contains(opener)) opener.focus();
     };

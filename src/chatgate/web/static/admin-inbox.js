@@ -156,7 +156,7 @@ export function renderInbox(ctx) {
   body.replaceChildren(
     h(
       "section",
-      { "aria-labelledby": "inbox-heading" },
+      {},
       h("h2", { id: "inbox-heading" }, "Inbox"),
       liveIndicator(ctx),
       h("div", { class: "filters" }, show.wrap),
@@ -347,7 +347,7 @@ export async function renderConversation(ctx) {
     back,
     h(
       "section",
-      { "aria-labelledby": "conversation-heading" },
+      {},
       h("h2", { id: "conversation-heading" }, conversation.title || "Untitled conversation"),
       h("p", { class: "meta" }, "With ", owner, " · ", statusBadge, " · started ", when(conversation.createdAt)),
       h("div", { class: "actions" }, toggle),

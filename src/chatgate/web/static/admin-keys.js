@@ -147,7 +147,7 @@ export function renderKeys(ctx) {
   body.replaceChildren(
     h(
       "section",
-      { "aria-labelledby": "keys-heading" },
+      {},
       h("h2", { id: "keys-heading" }, "API keys"),
       h("p", { class: "muted" }, "Keys let your servers call Chatgate without a staff account: to read the signing secret (Kustomer-style setups) or to post as a bot. Each key is shown once, when it is created."),
       form,

@@ -36,8 +36,8 @@ export function renderSettings(ctx) {
   const { body, view } = ctx;
   const form = h("form", { class: "card", novalidate: true });
   const status = statusArea();
-  const secretArea = h("section", { class: "card", "aria-labelledby": "secret-heading" });
-  const snippetArea = h("section", { class: "card", "aria-labelledby": "snippets-heading" });
+  const secretArea = h("section", { class: "card"});
+  const snippetArea = h("section", { class: "card"});
   let fields = {};
   let secretShown = null; // the secret generated on this page, while it stays open
 

@@ -110,7 +110,7 @@ export function renderAudit(ctx) {
   body.replaceChildren(
     h(
       "section",
-      { "aria-labelledby": "audit-heading" },
+      {},
       h("h2", { id: "audit-heading" }, "Audit"),
       h("p", { class: "muted" }, "What happened in this project, newest first: sign-ins and their failures with the reason, users created, secrets and keys, settings changed. It never holds a token, a password or a secret. Only owners may read it."),
       form,
@@ -222,7 +222,7 @@ export function renderTester(ctx) {
   body.replaceChildren(
     h(
       "section",
-      { "aria-labelledby": "tester-heading" },
+      {},
       h("h2", { id: "tester-heading" }, "Token tester"),
       h("p", { class: "muted" }, "Paste a token your backend made and see whether this project would accept it, why not, and what a real sign-in would do. The check signs nobody in and uses nothing up: a token with a jti stays usable."),
       form,
@@ -352,7 +352,7 @@ export function renderMembers(ctx) {
   body.replaceChildren(
     h(
       "section",
-      { "aria-labelledby": "members-heading" },
+      {},
       h("h2", { id: "members-heading" }, "Members"),
       h("p", { class: "muted" }, "Staff who manage this project. Only owners may add, change or remove members, and a project always keeps at least one owner."),
       listStatus,

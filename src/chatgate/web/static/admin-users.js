@@ -114,7 +114,7 @@ export function renderUsers(ctx) {
   body.replaceChildren(
     h(
       "section",
-      { "aria-labelledby": "users-heading" },
+      {},
       h("h2", { id: "users-heading" }, "Users"),
       h("p", { class: "muted" }, "The end users of this project, oldest first, anonymous visitors included. Identified users take a seat; visitors do not."),
       seatsArea,
@@ -233,7 +233,7 @@ export async function renderUser(ctx) {
     back,
     h(
       "section",
-      { "aria-labelledby": "user-heading" },
+      {},
       h("h2", { id: "user-heading" }, displayName(user)),
       definitions([
         ["ID", h("code", {}, user._id)],

@@ -105,7 +105,9 @@ function stopLive() {
 
 // -- session --------------------------------------------------------------------
 
-function signedOut(notice) {
+// notice: what the sign-in form says; explicit: the operator signed out (else the session ended
+// by itself, and signing in again goes back to where they were).
+function signedOut(notice, explicit) {
   saveSession(null);
   state.me = null;
   state.project = null;
@@ -114,8 +116,7 @@ function signedOut(notice) {
   removeNav();
   account.hidden = true;
   const route = parseRoute();
-  if (route.name === "signup") render();
-  else if (route.name === "signin" || route.name === "projects") go("#/signin");
+  if (explicit || route.name === "projects") go("#/signin");
   else render(); // a project route: sign in, then carry on there
 }
 
@@ -144,7 +145,7 @@ async function whoAmI() {
 
 document.getElementById("sign-out").addEventListener("click", async () => {
   const session = loadSession();
-  signedOut("You are signed out.");
+  signedOut("You are signed out.", true);
   if (session) {
     try {
       await fetch("/v1/auth/logout", { method: "POST", headers: { Authorization: session.token } });
