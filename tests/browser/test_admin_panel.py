@@ -567,7 +567,7 @@ def test_the_token_tester_explains_and_changes_nothing(
     open_panel(page, web_server, project.owner, f"/projects/{project.id}/tester")
     fresh = hs256(project.secret, {"user": {"id": "tester-1", "firstname": "Tess"}, "jti": "once-only"})
     page.get_by_label("Token").fill(fresh)
-    page.get_by_label("External auth code").check()
+    page.get_by_label("Method").select_option("external_code")
     page.get_by_role("button", name="Check").click()
     result = page.locator("#token-result")
     expect(result.get_by_role("heading", name="Accepted")).to_be_visible(timeout=WAIT)
@@ -576,14 +576,14 @@ def test_the_token_tester_explains_and_changes_nothing(
 
     forged = hs256("not-the-secret-" + "x" * 40, {"externalId": "who", "iat": now()})
     page.get_by_label("Token").fill(forged)
-    page.get_by_label("Customer login").check()
+    page.get_by_label("Method").select_option(label="Customer login")
     page.get_by_role("button", name="Check").click()
     expect(result.get_by_role("heading", name="Refused")).to_be_visible(timeout=WAIT)
     expect(result.locator("code.reason")).to_have_text("bad_signature")
 
     expired = hs256(project.secret, {"user": {"id": "late"}, "exp": now() - 3600})
     page.get_by_label("Token").fill(expired)
-    page.get_by_label("External auth code").check()
+    page.get_by_label("Method").select_option("external_code")
     page.get_by_role("button", name="Check").click()
     expect(result.locator("code.reason")).to_have_text("expired", timeout=WAIT)
 
@@ -697,6 +697,7 @@ def test_no_serious_accessibility_findings_and_no_sideways_scrolling(
         for name in SECTIONS:
             section(page, name)
             check(name)
+        section(page, "Settings")
         page.get_by_role("button", name="Generate secret").click()
         confirm(page, "Yes, generate a new secret")
         expect(page.get_by_label("Signing secret")).to_be_visible(timeout=WAIT)

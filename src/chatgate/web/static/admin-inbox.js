@@ -201,7 +201,9 @@ export async function renderConversation(ctx) {
   const statusBadge = h("span", { class: "badge" });
   const toggle = h("button", { type: "button" });
   const status = statusArea();
-  const log = h("ol", { class: "messages", role: "log", "aria-label": "Messages" });
+  // The list inside a log region: new messages are read out as they arrive.
+  const log = h("ol", { class: "messages" });
+  const logRegion = h("div", { role: "log", "aria-label": "Messages" }, log);
   const older = h("button", { type: "button", hidden: true }, "Load older messages");
   const noMessages = h("p", { class: "muted", hidden: true }, "No messages yet.");
   const shown = new Map(); // message id → li
@@ -354,7 +356,7 @@ export async function renderConversation(ctx) {
       status,
       liveIndicator(ctx),
       older,
-      log,
+      logRegion,
       noMessages,
       form,
     ),

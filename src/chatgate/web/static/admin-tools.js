@@ -144,26 +144,23 @@ export function renderTester(ctx) {
     hint: "A token your backend signed for this project (three base64url parts separated by dots).",
     attrs: { spellcheck: "false", autocomplete: "off", class: "mono", rows: 5 },
   });
-  const methodName = "token-method";
-  const method = h(
-    "fieldset",
-    { class: "field" },
-    h("legend", {}, "Method"),
-    TEST_METHODS.map(([value, label, hint], i) => {
-      const id = `method-${value}`;
-      return h(
-        "div",
-        { class: "check" },
-        h("input", { type: "radio", name: methodName, id, value, checked: i === 0, "aria-describedby": `${id}-hint` }),
-        h("label", { for: id }, label),
-        h("p", { class: "hint", id: `${id}-hint` }, hint),
-      );
-    }),
-  );
+  // A list, not radio buttons: "Custom token" as a label would also answer to "Token".
+  const method = field({
+    label: "Method",
+    kind: "select",
+    name: "method",
+    options: TEST_METHODS.map(([value, label]) => [value, label]),
+    value: "external_code",
+    hint: TEST_METHODS[0][2],
+  });
+  const methodHint = method.wrap.querySelector(".hint");
+  method.control.addEventListener("change", () => {
+    methodHint.textContent = (TEST_METHODS.find(([v]) => v === method.control.value) || TEST_METHODS[0])[2];
+  });
   const check = h("button", { type: "submit", class: "primary" }, "Check");
   const status = statusArea();
   const result = h("div", { id: "token-result", "aria-live": "polite" });
-  const form = h("form", { class: "card", novalidate: true }, token.wrap, method, h("div", { class: "actions" }, check), status);
+  const form = h("form", { class: "card", novalidate: true }, token.wrap, method.wrap, h("div", { class: "actions" }, check), status);
 
   function show(answer) {
     const accepted = !!answer.accepted;
@@ -197,13 +194,12 @@ export function renderTester(ctx) {
 
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
-    const chosen = form.querySelector(`input[name="${methodName}"]:checked`);
     check.disabled = true;
     status.info("Checking…");
     try {
       const answer = await api("POST", `/v1/projects/${encodeURIComponent(pid)}/token-check`, {
         token: token.control.value.trim(),
-        method: chosen ? chosen.value : "external_code",
+        method: method.control.value,
       });
       if (!view.alive) return;
       showFieldErrors({}, { token });
@@ -211,7 +207,7 @@ export function renderTester(ctx) {
       show(answer);
     } catch (err) {
       if (!view.alive) return;
-      if (err.code === "validation_failed") showFieldErrors(err.fields, { token });
+      if (err.code === "validation_failed") showFieldErrors(err.fields, { token, method });
       status.error(err);
       result.replaceChildren();
     } finally {
