@@ -531,6 +531,37 @@ def test_the_inbox_is_live_both_ways(page: Any, web_server: Server, api: httpx.C
     expect(page.get_by_role("link", name="Charged twice")).to_be_visible(timeout=WAIT)
 
 
+def test_the_inbox_reconnects_and_catches_up_on_what_it_missed(
+    page: Any, web_server: Server, api: httpx.Client, project: Project
+) -> None:
+    ann = customer(api, project, "away-ann", firstname="Ann")
+    sockets: list[Any] = []
+
+    def route(ws: Any) -> None:
+        sockets.append(ws)
+        ws.connect_to_server()
+
+    open_panel(page, web_server, project.owner, f"/projects/{project.id}/inbox")
+    page.route_web_socket(re.compile(r"/ws(\?|$)"), route)
+    page.reload()
+    expect(page.get_by_text("Live:")).to_be_visible(timeout=WAIT)
+    assert len(sockets) == 1 and "after_seq" not in sockets[0].url
+
+    # The connection drops (as a deploy closes it); the user writes before the panel is back
+    # (it waits at least 0.75 s before its first attempt).
+    sockets[0].close(code=1012, reason="restarting")
+    auth = {"Authorization": ann["token"]}
+    r = api.post(f"/v1/projects/{project.id}/conversations", json={"title": "Written while away"}, headers=auth)
+    assert r.status_code == 201, r.text
+    assert len(sockets) == 1
+    expect(page.get_by_text("Live updates lost.")).to_be_visible(timeout=WAIT)
+
+    # Back with after_seq: the missed conversation is replayed into the list.
+    expect(page.get_by_role("link", name="Written while away")).to_be_visible(timeout=WAIT)
+    assert len(sockets) == 2 and re.search(r"[?&]after_seq=\d+", sockets[1].url), [s.url for s in sockets]
+    expect(page.get_by_text("Live:")).to_be_visible()
+
+
 # -- audit ---------------------------------------------------------------------------------------------
 
 

@@ -268,7 +268,7 @@ export function field({ label, kind, name, value, hint, options, attrs, required
     control = h("input", { type, ...base, inputmode: kind === "number" ? "numeric" : null });
     control.value = value === null || value === undefined ? "" : String(value);
   }
-  const labelEl = h("label", { for: id }, label, required ? null : null);
+  const labelEl = h("label", { for: id }, label);
   const hintEl = hint ? h("p", { class: "hint", id: hintId }, hint) : null;
   const errorEl = h("p", { class: "field-error", id: errorId, hidden: true });
   const wrap =

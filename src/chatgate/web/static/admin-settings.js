@@ -173,6 +173,7 @@ export function renderSettings(ctx) {
       ctx.updateProject(project);
       buildForm();
       status.ok("Saved.");
+      form.querySelector("button[type=submit]").focus();
       if (turnsJwtOn && !project.hasSigningSecret) {
         await generate(false);
       }

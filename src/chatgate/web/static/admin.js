@@ -399,7 +399,7 @@ async function renderProject(view, route) {
   const body = h("div", { class: "section" });
   clear(main).append(
     h("p", { class: "crumb" }, h("a", { href: "#/projects" }, "All projects")),
-    h("h1", { class: "project-title" }, project.name, h("span", { class: "role" }, ` ${project.role}`)),
+    h("h1", { class: "project-title" }, h("span", { id: "project-name" }, project.name), h("span", { class: "role" }, ` ${project.role}`)),
     body,
   );
   const ctx = {
@@ -417,6 +417,8 @@ async function renderProject(view, route) {
     updateProject: (p) => {
       state.project = p;
       ctx.project = p;
+      document.getElementById("project-name").textContent = p.name;
+      setTitle(title, p.name);
     },
     refreshProject: async () => {
       state.project = null;
