@@ -143,16 +143,23 @@ async function whoAmI() {
   }
 }
 
-document.getElementById("sign-out").addEventListener("click", async () => {
+document.getElementById("sign-out").addEventListener("click", async (event) => {
+  const button = event.currentTarget;
   const session = loadSession();
-  signedOut("You are signed out.", true);
+  stopLive();
+  // The server ends the session before the panel says so.
+  let ended = true;
   if (session) {
+    button.disabled = true;
     try {
-      await fetch("/v1/auth/logout", { method: "POST", headers: { Authorization: session.token } });
+      const res = await fetch("/v1/auth/logout", { method: "POST", headers: { Authorization: session.token } });
+      ended = res.ok || res.status === 401;
     } catch (e) {
-      /* the session is forgotten here either way */
+      ended = false;
     }
+    button.disabled = false;
   }
+  signedOut(ended ? "You are signed out." : "You are signed out here, but Chatgate could not be reached to end the session.", true);
 });
 
 document.getElementById("skip-link").addEventListener("click", (event) => {
