@@ -474,6 +474,10 @@ async function render() {
         }
       }
       showAccount();
+      if (route.name === "signin" || route.name === "signup") {
+        go("#/projects"); // already signed in
+        return;
+      }
       if (route.name === "project") await renderProject(view, route);
       else await renderProjects(view);
     }
