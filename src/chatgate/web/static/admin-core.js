@@ -187,23 +187,36 @@ export function when(iso) {
 // -- confirmation dialog -------------------------------------------------------------
 
 // confirmAction({title, text, confirm}) → Promise<boolean>; a modal <dialog>, Escape cancels.
+// While closed, the dialog has no name: its words are not mistaken for a field's label.
 export function confirmAction({ title, text, confirm }) {
   const dialog = document.getElementById("confirm");
+  const form = document.getElementById("confirm-form");
   document.getElementById("confirm-title").textContent = title;
   document.getElementById("confirm-text").textContent = text;
   document.getElementById("confirm-ok").textContent = confirm || "Confirm";
+  dialog.setAttribute("aria-labelledby", "confirm-title");
+  dialog.setAttribute("aria-describedby", "confirm-text");
   const opener = document.activeElement;
+  const forget = () => {
+    dialog.removeAttribute("aria-labelledby");
+    dialog.removeAttribute("aria-describedby");
+    document.getElementById("confirm-title").textContent = "Are you sure?";
+    document.getElementById("confirm-text").textContent = "";
+  };
   return new Promise((resolve) => {
     const done = () => {
       dialog.removeEventListener("close", done);
-      // Closed dialogs keep no words that could be mistaken for the page's own.
-      document.getElementById("confirm-title").textContent = "Are you sure?";
-      document.getElementById("confirm-text").textContent = "";
+      form.removeEventListener("submit", forget);
+      dialog.removeEventListener("cancel", forget);
+      forget();
       resolve(dialog.returnValue === "ok");
       if (opener && document.contains(opener)) opener.focus();
     };
     dialog.returnValue = "cancel";
     dialog.addEventListener("close", done);
+    // The answer is given (a button, or Escape) before the close event comes: forget at once.
+    form.addEventListener("submit", forget);
+    dialog.addEventListener("cancel", forget);
     dialog.showModal();
     document.getElementById("confirm-cancel").focus();
   });
