@@ -98,8 +98,8 @@ def demo(url: str, shop: str) -> dict[str, Any]:
         api.post("/v1/auth/signup", json=staff).raise_for_status()
         token = api.post("/v1/auth/signin", json={"email": staff["email"], "password": PASSWORD}).json()["token"]
         owner = {"Authorization": token}
-        pid = api.post("/v1/projects", json={"name": "Acme Support"}, headers=owner).json()["id"]
-        secret = api.post(f"/v1/{pid}/keys/generate", headers=owner).json()["secret"]
+        pid = api.post("/v1/projects", json={"name": "Acme Support"}, headers=owner).json()["_id"]
+        secret = api.post(f"/v1/{pid}/keys/generate", headers=owner).json()["jwtSecret"]
         api.patch(f"/v1/projects/{pid}", json={"settings": {"allowed_origins": [shop], "seat_limit": 50}}, headers=owner)
         api.post(
             f"/v1/projects/{pid}/apikeys",
