@@ -42,6 +42,10 @@ def main(argv: list[str] | None = None) -> int:
     backup.add_argument("path", type=Path, help="a new directory for the backup (made 0700)")
 
     args = parser.parse_args(argv)
+    if args.command == "serve" and not os.environ.get("CHATGATE_PUBLIC_URL"):
+        # Links, snippets and audiences name the server as it is reached: unset, that is this port here
+        # (in the environment, which the worker processes read too).
+        os.environ["CHATGATE_PUBLIC_URL"] = f"http://127.0.0.1:{args.port}"
     try:
         settings = Settings.from_env()
     except SettingsError as exc:

@@ -305,3 +305,38 @@ def test_messages_are_text_never_markup(page: Any, web_server: Server, web_proje
     time.sleep(0.2)
     assert page.evaluate("window.owned") is None
     assert page.locator("#message-list img").count() == 0
+
+
+def test_a_new_link_in_the_same_browser_ends_the_session_it_replaces(
+    page: Any, web_server: Server, web_project: Project
+) -> None:
+    open_chat(page, link(web_server, web_project, "first-person", firstname="Fay"))
+    first = session_token(page, web_project)
+    open_chat(page, link(web_server, web_project, "second-person", firstname="Sid"))
+    expect(page.locator("#user-name")).to_have_text("Sid", timeout=WAIT)
+    second = session_token(page, web_project)
+    with httpx.Client(base_url=web_server.url) as api:
+        me = f"/v1/projects/{web_project.id}/auth/me"
+        for _ in range(50):
+            if api.get(me, headers={"Authorization": first}).status_code == 401:
+                break
+            time.sleep(0.1)
+        else:
+            raise AssertionError("the replaced session is still alive")
+        assert api.get(me, headers={"Authorization": second}).status_code == 200
+
+
+def test_a_session_that_ended_while_away_says_so_on_the_next_visit(
+    page: Any, web_server: Server, web_project: Project
+) -> None:
+    open_chat(page, link(web_server, web_project, "came-back", firstname="Cole"))
+    token = session_token(page, web_project)
+    page.goto("about:blank")  # away: no open page hears the session end
+    with httpx.Client(base_url=web_server.url) as api:
+        assert api.post("/v1/auth/logout", headers={"Authorization": token}).is_success
+    page.goto(f"{web_server.url}/p/{web_project.id}/")
+    page.wait_for_selector("#signed-out:not([hidden])", timeout=WAIT)
+    assert page.text_content("#signed-out-why") == "Your previous session has ended."
+    page.get_by_role("button", name="Chat as a guest").click()
+    assert page.text_content("#user-name") == "Guest"
+    assert page.get_by_role("textbox", name="Message").is_visible()

@@ -98,3 +98,17 @@ def test_unknown_routes_and_methods_answer_json(api: httpx.Client) -> None:
     r = api.delete("/v1/auth/signin")
     assert r.status_code == 405
     assert r.json()["error"]["code"] == "method_not_allowed"
+
+
+def test_allowed_origins_are_kept_as_browsers_send_them(api: httpx.Client, project: Project) -> None:
+    """A default port is never in a browser's Origin header: an origin listed with one must still match."""
+    change = {"allowed_origins": ["HTTPS://Shop.Example:443", "http://localhost:80", "http://localhost:8080"]}
+    r = api.patch(f"/v1/projects/{project.id}", json={"settings": change}, headers=project.owner.auth)
+    assert r.status_code == 200, r.text
+    assert r.json()["settings"]["allowed_origins"] == [
+        "https://shop.example",
+        "http://localhost",
+        "http://localhost:8080",
+    ]
+    preflight = {"Origin": "http://localhost", "Access-Control-Request-Method": "GET"}
+    assert api.options(f"/v1/projects/{project.id}/auth/me", headers=preflight).status_code == 204

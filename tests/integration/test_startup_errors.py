@@ -15,6 +15,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import httpx
 import pytest
 from sqlalchemy.engine import make_url
 
@@ -155,3 +156,28 @@ def test_a_database_that_never_answers_does_not_hang_the_start() -> None:
             thread.submit(probe, f"postgresql://postgres:{PASSWORD}@127.0.0.1:{port}/test", 0.5).result()
     assert time.monotonic() - started < 5
     assert str(caught.value) == f"cannot reach the database at 127.0.0.1:{port} (no answer within 0.5 s)"
+
+
+def test_without_a_public_url_the_server_names_the_port_it_listens_on(tmp_path: Path) -> None:
+    """Links, snippets and custom-token audiences must name the server people reach, not port 8000."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k != "CHATGATE_PUBLIC_URL"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "chatgate", "serve", "--port", str(port)],
+        env={**env, **data_env(tmp_path)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(100):
+            try:
+                document = httpx.get(f"http://127.0.0.1:{port}/openapi.json").json()
+                break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        else:
+            raise AssertionError("the server did not start")
+        assert document["servers"] == [{"url": f"http://127.0.0.1:{port}"}]
+    finally:
+        process.terminate()
+        process.wait(10)

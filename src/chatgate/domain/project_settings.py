@@ -64,7 +64,7 @@ def apply_change(current: Mapping[str, Any], change: Any) -> dict[str, Any]:
         elif key == "accepted_audiences":
             result[key] = list(dict.fromkeys(value))
         elif key == "allowed_origins":
-            result[key] = list(dict.fromkeys(origin.lower() for origin in value))
+            result[key] = list(dict.fromkeys(_origin_as_sent(origin) for origin in value))
         else:
             result[key] = value
     if errors:
@@ -115,6 +115,15 @@ def _audiences(value: Any) -> str | None:
         if item != item.strip():
             return "audiences must not start or end with spaces"
     return None
+
+
+def _origin_as_sent(origin: str) -> str:
+    """Lowercased and without its scheme's default port: what a browser puts in ``Origin``."""
+    origin = origin.lower()
+    for scheme, port in (("http://", ":80"), ("https://", ":443")):
+        if origin.startswith(scheme) and origin.endswith(port):
+            return origin[: -len(port)]
+    return origin
 
 
 def _origins(value: Any) -> str | None:

@@ -65,7 +65,7 @@ def routes(services: Services) -> list[BaseRoute]:
                     404,
                     "no_project",
                     "Chatgate is running",
-                    "No project exists yet. Create one with the API (see the README).",
+                    "No project exists yet. Create one in the admin panel at /admin.",
                 )
             return notice_page(404, "project_not_found", "Unknown chat", "This chat does not exist.")
         body = chat.substitute(

@@ -171,10 +171,11 @@ export function renderInbox(ctx) {
 
 function senderText(ctx, message, ownerName) {
   const sender = message.sender || {};
-  if (sender.type === "agent") return ctx.me && sender.id === ctx.me._id ? "You (agent)" : "Agent";
+  // The kind of sender comes first, from the message, so that no name a user chose can pass for an agent.
+  if (sender.type === "agent") return ctx.me && sender.id === ctx.me._id ? "Agent: you" : "Agent";
   if (sender.type === "bot") return "Bot";
   if (sender.type === "system") return "System";
-  return ownerName || "User";
+  return `Customer: ${ownerName || "end user"}`;
 }
 
 export async function renderConversation(ctx) {

@@ -225,10 +225,11 @@ function renderSignUp(view) {
   const firstname = field({
     label: "First name",
     name: "firstname",
-    hint: "Optional. Shown to your colleagues; left empty, the part of your email before the @ is used.",
+    hint: "Shown to your colleagues.",
     attrs: { autocomplete: "given-name" },
+    required: true,
   });
-  const lastname = field({ label: "Last name", name: "lastname", hint: "Optional.", attrs: { autocomplete: "family-name" } });
+  const lastname = field({ label: "Last name", name: "lastname", attrs: { autocomplete: "family-name" }, required: true });
   const status = statusArea();
   const button = h("button", { type: "submit", class: "primary" }, "Create account");
   const form = h(
@@ -249,9 +250,8 @@ function renderSignUp(view) {
     const body = {
       email: emailText,
       password: password.control.value,
-      // The API wants both names; the panel makes them optional.
-      firstname: firstname.control.value.trim() || (emailText.split("@")[0] || "Staff").slice(0, 128),
-      lastname: lastname.control.value.trim() || "-",
+      firstname: firstname.control.value.trim(),
+      lastname: lastname.control.value.trim(),
     };
     try {
       await api("POST", "/v1/auth/signup", body, { auth: false });
@@ -406,7 +406,12 @@ async function renderProject(view, route) {
   const body = h("div", { class: "section" });
   clear(main).append(
     h("p", { class: "crumb" }, h("a", { href: "#/projects" }, "All projects")),
-    h("h1", { class: "project-title" }, h("span", { id: "project-name" }, project.name), h("span", { class: "role" }, ` ${project.role}`)),
+    h(
+      "div",
+      { class: "project-title" },
+      h("h1", { id: "project-name" }, project.name),
+      h("span", { class: "role" }, `your role: ${project.role}`),
+    ),
     body,
   );
   const ctx = {

@@ -104,8 +104,15 @@
     $("who").hidden = state !== "signed-in";
   }
 
+  // In the widget's frame the visitor never saw a link: the site signs them in.
+  const EMBEDDED_ERRORS = {
+    invalid_token: ["The chat could not sign you in", "Reload the page. If this keeps happening, tell the site's team."],
+    user_not_found: ["The chat could not sign you in", "This site's account is not known to the chat. Tell the site's team."]
+  };
+
   function showError(code, detail) {
-    const text = ERRORS[code] || ["Something went wrong", detail || "Reload the page to try again."];
+    const embedded = body.classList.contains("embed") && EMBEDDED_ERRORS[code];
+    const text = embedded || ERRORS[code] || ["Something went wrong", detail || "Reload the page to try again."];
     $("error-title").textContent = text[0];
     $("error-text").textContent = text[1];
     $("error-detail").textContent = detail || "";
@@ -123,7 +130,7 @@
   function showUser(user) {
     const name = displayName(user);
     $("user-name").textContent = name;
-    $("user-detail").textContent = !user || user.anonymous ? "Guest" :
+    $("user-detail").textContent = !user || user.anonymous ? "" :
       [user.email, user.externalId ? "id " + user.externalId : ""].filter(Boolean).join(" · ");
     $("avatar").textContent = (name || "?").charAt(0).toUpperCase();
     $("sign-out").hidden = !user;
@@ -474,6 +481,11 @@
       return;
     }
     await start({ token: data.token, user: data.user });
+    // The session this browser had (another code, another person) is no longer used: end it
+    // rather than leave it alive. A guest's was ended by the sign-in itself (merged).
+    if (previous && previous.user && !previous.user.anonymous && previous.token !== data.token) {
+      request("POST", "/v1/auth/logout", undefined, previous.token).catch(() => {});
+    }
   }
 
   async function start(value) {
@@ -493,7 +505,12 @@
       if (!data.loggedIn) { throw new ApiError(401, null); }
       await start({ token: stored.token, user: data.user });
     } catch (error) {
-      if (error.status === 401) { saveSession(null); guestOrSignedOut(); return; }
+      if (error.status === 401) {
+        saveSession(null);
+        if (stored.user && !stored.user.anonymous) { signedOut("Your previous session has ended."); return; }
+        guestOrSignedOut();
+        return;
+      }
       throw error;
     }
   }
@@ -510,7 +527,7 @@
       openConversation(null);
       setConnection("offline", "");
     } else {
-      show("signed-out");
+      signedOut("");
     }
   }
 
@@ -543,14 +560,19 @@
     els.toggle.setAttribute("aria-expanded", "false");
   }
 
+  function signedOut(why) {
+    $("signed-out-why").textContent = why;
+    $("start-as-guest").hidden = !guestsAllowed;
+    show("signed-out");
+  }
+
   $("sign-out").addEventListener("click", () => {
     const token = session && session.token;
     disconnect();
     saveSession(null);
     pending.clear();
     announce(null);
-    $("start-as-guest").hidden = !guestsAllowed;
-    show("signed-out");
+    signedOut("You signed out.");
     if (token) { request("POST", "/v1/auth/logout", undefined, token).catch(() => {}); }
   });
   $("start-as-guest").addEventListener("click", () => { guestOrSignedOut(); els.input.focus(); });
