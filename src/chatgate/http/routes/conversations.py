@@ -33,7 +33,7 @@ def endpoints(services: Services) -> list[Endpoint]:
     conversations = services.conversations
 
     async def start_conversation(request: Request) -> Response:
-        body = await parse_body(request, ConversationCreate, optional=True)
+        body = await parse_body(request, ConversationCreate)
         caller = await session_caller(services, request)
         conversation = await conversations.start(request.path_params["pid"], body.title, caller)
         return json(conversation_view(conversation), 201)

@@ -71,7 +71,7 @@ def endpoints(services: Services) -> list[Endpoint]:
         token = authorization_token(request)
         if token is None:
             raise TokenRejected("malformed", "Send the token as Authorization: JWT <token>.")
-        body = await parse_body(request, CustomTokenSignIn, optional=True)
+        body = await parse_body(request, CustomTokenSignIn, forms=True)
         login = await auth.sign_in_with_custom_token(token, caller_of(request), body.anonymous_token)
         return json(login_body(login))
 

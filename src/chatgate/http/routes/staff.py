@@ -14,14 +14,14 @@ from chatgate.services.bundle import Services
 
 def endpoints(services: Services) -> list[Endpoint]:
     async def staff_signup(request: Request) -> Response:
-        body = await parse_body(request, StaffSignUp)
+        body = await parse_body(request, StaffSignUp, forms=True)
         account = await services.staff.sign_up(
             body.email, body.password, body.firstname, body.lastname, caller_of(request)
         )
         return json({"success": True, "msg": "Successfully created new user.", "user": presenters.staff(account)})
 
     async def staff_signin(request: Request) -> Response:
-        body = await parse_body(request, SignIn)
+        body = await parse_body(request, SignIn, forms=True)
         result = await services.staff.sign_in(body.email, body.password, caller_of(request))
         return json(
             {
