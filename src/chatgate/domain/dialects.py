@@ -27,6 +27,10 @@ from chatgate.errors import TokenRejected
 
 REGISTERED_CLAIMS = frozenset({"iss", "sub", "aud", "exp", "nbf", "iat", "jti"})
 TILEDESK_SUBJECT = "userexternal"
+# Tiledesk's documents have customers sign aud = this prefix + their project id: accepted for a project's own id.
+TILEDESK_AUDIENCE_PREFIX = "https://tiledesk.com/projects/"
+# What a TypingMind user object gives Chatgate's own fields, and so never keeps in metadata.
+TYPINGMIND_READ = frozenset({"id", "email", "firstname", "first_name", "lastname", "last_name"})
 MAX_JTI_LENGTH = 256
 MAX_TIME = 2**53
 
@@ -130,7 +134,7 @@ def external_auth_code(claims: Mapping[str, Any]) -> LoginClaim:
         if not isinstance(user, Mapping):
             raise TokenRejected("malformed", "The user claim must be an object.")
         external_id = _id(user.get("id"), "user.id")
-        metadata = {k: v for k, v in user.items() if k not in ("id", "email")}
+        metadata = {k: v for k, v in user.items() if k not in TYPINGMIND_READ}
         profile = NewEndUser(
             created_via=CreatedVia.EXTERNAL_AUTH_CODE,
             external_id=external_id,

@@ -108,6 +108,15 @@ class AnonymousSignIn(Body):
     id_project: str = Field(min_length=1, max_length=64)
     firstname: str | None = OptionalName
     lastname: str | None = OptionalName
+    email: str | None = Field(
+        default=None,
+        description="Kept on the visitor, unverified: it identifies nobody and never joins another user",
+    )
+
+    @field_validator("email")
+    @classmethod
+    def _check_email(cls, value: str | None) -> str | None:
+        return None if value is None else _email(value)
 
 
 class CustomTokenSignIn(Body):

@@ -128,12 +128,15 @@ class EndUserAuthService:
     # -- the ways in -------------------------------------------------------
 
     async def sign_in_anonymously(
-        self, project_id: str, firstname: str | None, lastname: str | None, caller: Caller
+        self, project_id: str, firstname: str | None, lastname: str | None, email: str | None, caller: Caller
     ) -> EndUserLogin:
+        """A new visitor. An email it gives is kept unverified, and identifies nobody: no login finds a
+        visitor by it, and it holds no email a user of the project may want (storage keeps visitors
+        out of the email's unique index)."""
         project = await self._project(project_id)
         self._require_method(project, "anonymous")
         await self.ctx.limiter.hit("anonymous_ip", caller.ip)
-        visitor = NewEndUser(CreatedVia.ANONYMOUS, firstname=firstname, lastname=lastname, anonymous=True)
+        visitor = NewEndUser(CreatedVia.ANONYMOUS, email=email, firstname=firstname, lastname=lastname, anonymous=True)
         now = self.ctx.clock()
         async with self.ctx.storage.write() as tx:
             user = await self._create(tx, project, visitor, caller, now)

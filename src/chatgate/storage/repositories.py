@@ -249,7 +249,11 @@ class ProjectRepo(_Repo):
         )
 
 
-_LOOKUP_COLUMN = {"external_id": "external_id", "email": "email"}
+_FIND_BY = {
+    "external_id": "SELECT * FROM end_users WHERE project_id = :p AND external_id = :v",
+    # "NOT anonymous" as the partial unique index says it (tables.py), so that the index serves it.
+    "email": "SELECT * FROM end_users WHERE project_id = :p AND email = :v AND NOT anonymous",
+}
 SEAT_SHARDS = 16
 _NEW_SEAT_COUNTERS = "INSERT INTO seat_counters (project_id, shard, used) VALUES " + ", ".join(  # noqa: S608
     f"(:id, {shard}, 0)" for shard in range(SEAT_SHARDS)
@@ -289,10 +293,10 @@ class EndUserRepo(_Repo):
                     v=lookup.value,
                 )
             )
-        column = _LOOKUP_COLUMN[lookup.by]
+        # An anonymous visitor's email (typed, unverified) identifies nobody: only identified users hold one.
         return self.from_row(
             await self.sql.one(
-                f"SELECT * FROM end_users WHERE project_id = :p AND {column} = :v",  # noqa: S608
+                _FIND_BY[lookup.by],
                 p=project_id,
                 v=lookup.value,
             )

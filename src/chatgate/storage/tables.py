@@ -21,6 +21,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
@@ -137,7 +138,16 @@ end_users = Table(
     Column("created_at", UtcDateTime, nullable=False),
     Column("last_seen_at", UtcDateTime, nullable=True),
     UniqueConstraint("project_id", "external_id"),
-    UniqueConstraint("project_id", "email"),
+    # Identified users only: an anonymous visitor may keep an email it typed, which identifies nobody
+    # and never stands in the way of the user who owns it.
+    Index(
+        "uq_end_users_identified_email",
+        "project_id",
+        "email",
+        unique=True,
+        sqlite_where=text("NOT anonymous"),
+        postgresql_where=text("NOT anonymous"),
+    ),
     Index(None, "project_id", "created_via", "id"),
     Index(None, "project_id", "id"),
 )

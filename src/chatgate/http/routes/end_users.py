@@ -63,8 +63,10 @@ def endpoints(services: Services) -> list[Endpoint]:
     auth = services.end_users
 
     async def signin_anonymously(request: Request) -> Response:
-        body = await parse_body(request, AnonymousSignIn)
-        login = await auth.sign_in_anonymously(body.id_project, body.firstname, body.lastname, caller_of(request))
+        body = await parse_body(request, AnonymousSignIn, forms=True)
+        login = await auth.sign_in_anonymously(
+            body.id_project, body.firstname, body.lastname, body.email, caller_of(request)
+        )
         return json(login_body(login))
 
     async def signin_with_custom_token(request: Request) -> Response:
