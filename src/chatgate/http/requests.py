@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json as stdlib_json
 import re
 from collections.abc import Awaitable, Callable
@@ -13,6 +15,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 
+from chatgate.domain.identity import normalize_email
 from chatgate.errors import MalformedJson, NotAuthenticated, ValidationFailed
 from chatgate.services.bundle import Services
 from chatgate.services.context import Caller
@@ -176,6 +179,8 @@ def authorization_token(request: Request, schemes: tuple[str, ...] = SESSION_SCH
 def require_token(request: Request) -> str:
     token = authorization_token(request)
     if token is None:
+        if _scheme(request) == "basic":
+            raise NotAuthenticated("This route takes a session token, not HTTP Basic credentials.")
         raise NotAuthenticated()
     return token
 
@@ -184,10 +189,51 @@ def caller_of(request: Request) -> Caller:
     return Caller(request.client.host if request.client else "unknown")
 
 
-async def session_caller(services: Services, request: Request) -> Caller:
-    """The caller, proven by the request's session token (401 when it is missing, expired or signed out)."""
+async def session_caller(services: Services, request: Request, *, basic: bool = True) -> Caller:
+    """The caller, proven by the request's session token (401 when it is missing, expired or signed out).
+
+    Or, where ``basic`` (every staff route but logout), by HTTP Basic
+    credentials of a staff account, checked as a sign-in is, when the
+    deployment allows it (``CHATGATE_STAFF_BASIC_AUTH``). Basic never
+    proves an end user.
+    """
+    if basic and _scheme(request) == "basic":
+        email, password = _basic_credentials(request)
+        principal = await services.staff.authenticate_basic(email, password, caller_of(request))
+        return Caller(caller_of(request).ip, principal)
     principal = await services.sessions.authenticate(require_token(request))
     return Caller(caller_of(request).ip, principal)
+
+
+def _scheme(request: Request) -> str:
+    return request.headers.get("authorization", "").strip().partition(" ")[0].lower()
+
+
+# As the sign-in route takes it (schemas.SignIn): longer passwords are never checked.
+MAX_PASSWORD_LENGTH = 1024
+
+
+def _basic_credentials(request: Request) -> tuple[str, str]:
+    """``Authorization: Basic base64(email:password)`` (RFC 7617, UTF-8), the email in its sign-in form.
+
+    A browser's request (one carrying ``Origin``) is refused: Basic is for
+    servers and scripts, and credentials a browser keeps for a site would
+    otherwise go along with another site's forged requests.
+    """
+    if "origin" in request.headers:
+        raise NotAuthenticated(
+            "HTTP Basic credentials are not accepted from a browser (the request carries Origin):"
+            " sign in and send the session token."
+        )
+    encoded = request.headers.get("authorization", "").strip().partition(" ")[2].strip()
+    try:
+        decoded = base64.b64decode(encoded, validate=True).decode("utf-8")
+    except (binascii.Error, ValueError) as exc:
+        raise NotAuthenticated("The Basic credentials are not base64 of email:password.") from exc
+    email, colon, password = decoded.partition(":")
+    if not colon or not email.strip() or not password or len(password) > MAX_PASSWORD_LENGTH:
+        raise NotAuthenticated("The Basic credentials are not base64 of email:password.")
+    return normalize_email(email) or email.strip().lower(), password
 
 
 # API answers carry tokens, secrets, keys and users: no cache may keep them.

@@ -28,6 +28,12 @@ SECURITY_SCHEMES = {
         "description": "A token signed by your backend with the project secret: `JWT <token>`",
     },
     "apiKey": {"type": "http", "scheme": "bearer", "description": "A project API key"},
+    "staffBasic": {
+        "type": "http",
+        "scheme": "basic",
+        "description": "A staff account's email and password, on staff routes, only where the server turns it on"
+        " (CHATGATE_STAFF_BASIC_AUTH); never from a browser (a request with Origin), never for end users",
+    },
 }
 
 _STATUS_TEXT = {
@@ -55,6 +61,19 @@ class Endpoint:
     auth: str | None = None
     errors: tuple[int, ...] = (400, 422)
     query: tuple[tuple[str, str], ...] = ()
+    # Other credentials the route also takes. A "session" route also takes staff HTTP Basic unless session_only.
+    alt_auth: tuple[str, ...] = ()
+    session_only: bool = False
+    # The body may also be a URL-encoded form (the Tiledesk sign-in routes; the handler reads it so).
+    forms: bool = False
+
+    @property
+    def security(self) -> list[str]:
+        """The credentials the route takes, the main one first."""
+        if self.auth is None:
+            return []
+        basic = ("staffBasic",) if self.auth == "session" and not self.session_only else ()
+        return [self.auth, *self.alt_auth, *basic]
 
 
 def starlette_routes(endpoints: Sequence[Endpoint]) -> list[Route]:
@@ -121,12 +140,12 @@ def openapi_document(
         if params:
             operation["parameters"] = params
         if e.body is not None:
-            operation["requestBody"] = {
-                "required": True,
-                "content": {"application/json": {"schema": ref(e.body)}},
-            }
+            content = {"application/json": {"schema": ref(e.body)}}
+            if e.forms:
+                content["application/x-www-form-urlencoded"] = {"schema": ref(e.body)}
+            operation["requestBody"] = {"required": True, "content": content}
         if e.auth:
-            operation["security"] = [{e.auth: []}]
+            operation["security"] = [{name: []} for name in e.security]
         error_ref = ref(ErrorOut)
         for status in sorted(set(e.errors) | ({401} if e.auth else set())):
             operation["responses"][str(status)] = {

@@ -42,7 +42,8 @@ class ServiceContext:
 
 @dataclass(frozen=True)
 class Principal:
-    """Who is calling, as proven by a live session."""
+    """Who is calling, as proven by a live session (or, for staff where the server allows it, HTTP Basic
+    credentials: then ``session_id`` is empty, as no session is stored)."""
 
     kind: SessionKind
     session_id: str

@@ -1,4 +1,4 @@
-"""Staff accounts (agents and admins): sign-up and sign-in, Tiledesk style."""
+"""Staff accounts (agents and admins): sign-up and sign-in, Tiledesk style, and HTTP Basic where allowed."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from chatgate.domain.ids import new_id
 from chatgate.domain.models import SessionKind, StaffAccount
 from chatgate.domain.password_policy import password_problem
 from chatgate.errors import EmailTaken, InvalidCredentials, NotAuthenticated, ValidationFailed
-from chatgate.services.context import Caller, ServiceContext, audit
+from chatgate.services.context import Caller, Principal, ServiceContext, audit
 from chatgate.services.projects import staff_id_of
 from chatgate.services.sessions import SessionService
 
@@ -46,20 +46,8 @@ class StaffService:
         return account
 
     async def sign_in(self, email: str, password: str, caller: Caller) -> StaffSignIn:
-        limiter = self.ctx.limiter
-        await limiter.hit("signin_ip", caller.ip)
-        await limiter.hit("signin_account", limiter.account_key("staff", email, caller.ip))
-        async with self.ctx.storage.read() as tx:
-            account = await tx.staff.by_email(email)
-        # Verify even for unknown emails, so both failures take the same time.
-        valid = await self.ctx.passwords.verify_async(account.password_hash if account else None, password)
+        account = await self._check_password(email, password, caller, "password")
         now = self.ctx.clock()
-        if account is None or not valid:
-            async with self.ctx.storage.write() as tx:
-                await audit(
-                    tx, now, AuditAction.STAFF_SIGNIN_FAILED, caller=caller, subject_id=account.id if account else None
-                )
-            raise InvalidCredentials()
         async with self.ctx.storage.write() as tx:
             session = await self.sessions.record(tx, SessionKind.STAFF, account.id, None, now)
             await audit(
@@ -71,6 +59,44 @@ class StaffService:
                 actor=("staff", account.id),
             )
         return StaffSignIn(account, self.sessions.sign(session))
+
+    async def authenticate_basic(self, email: str, password: str, caller: Caller) -> Principal:
+        """A staff request with HTTP Basic credentials (Tiledesk's clients), when the deployment allows them.
+
+        Every such request is a sign-in attempt: the same throttles and
+        counters, the same password check, failures audited the same way. No
+        session is stored (``session_id`` is empty), and a success is not
+        audited: it would be one row per request.
+        """
+        if not self.ctx.settings.staff_basic_auth:
+            raise NotAuthenticated(
+                "HTTP Basic authentication is turned off on this server (CHATGATE_STAFF_BASIC_AUTH):"
+                " sign in and send the session token."
+            )
+        account = await self._check_password(email, password, caller, "basic")
+        return Principal(SessionKind.STAFF, "", account.id, None)
+
+    async def _check_password(self, email: str, password: str, caller: Caller, method: str) -> StaffAccount:
+        """The account, if the password is its own; counted by the sign-in throttles first, failures audited."""
+        limiter = self.ctx.limiter
+        await limiter.hit("signin_ip", caller.ip)
+        await limiter.hit("signin_account", limiter.account_key("staff", email, caller.ip))
+        async with self.ctx.storage.read() as tx:
+            account = await tx.staff.by_email(email)
+        # Verify even for unknown emails, so both failures take the same time.
+        valid = await self.ctx.passwords.verify_async(account.password_hash if account else None, password)
+        if account is None or not valid:
+            async with self.ctx.storage.write() as tx:
+                await audit(
+                    tx,
+                    self.ctx.clock(),
+                    AuditAction.STAFF_SIGNIN_FAILED,
+                    caller=caller,
+                    subject_id=account.id if account else None,
+                    method=method,
+                )
+            raise InvalidCredentials()
+        return account
 
     async def me(self, caller: Caller) -> StaffAccount:
         """The account behind the calling staff session."""

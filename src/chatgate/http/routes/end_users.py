@@ -124,7 +124,8 @@ def endpoints(services: Services) -> list[Endpoint]:
         return json({"loggedIn": matches, "user": presenters.end_user(user) if matches else None})
 
     async def logout(request: Request) -> Response:
-        await services.sessions.logout(await session_caller(services, request))
+        # Only a session can be ended: HTTP Basic credentials have none.
+        await services.sessions.logout(await session_caller(services, request, basic=False))
         return json({"success": True})
 
     login_errors = (400, 401, 403, 404, 409, 413, 422)
@@ -136,6 +137,7 @@ def endpoints(services: Services) -> list[Endpoint]:
             "Tiledesk: sign a visitor in anonymously",
             "end users",
             body=AnonymousSignIn,
+            forms=True,
             response=EndUserLoginOut,
             errors=(400, 403, 404, 422, 429),
         ),
@@ -146,6 +148,7 @@ def endpoints(services: Services) -> list[Endpoint]:
             "Tiledesk: sign in with a custom token (claims _id, sub=userexternal, aud)",
             "end users",
             body=CustomTokenSignIn,
+            forms=True,
             response=EndUserLoginOut,
             auth="customerToken",
             errors=login_errors,
@@ -198,6 +201,7 @@ def endpoints(services: Services) -> list[Endpoint]:
             "end users",
             response=MeOut,
             auth="session",
+            session_only=True,
             errors=(422,),
             query=(
                 ("email", "true only if the session is this email's user"),
@@ -205,6 +209,13 @@ def endpoints(services: Services) -> list[Endpoint]:
             ),
         ),
         Endpoint(
-            "POST", "/v1/auth/logout", logout, "End the calling session at once", "end users", auth="session", errors=()
+            "POST",
+            "/v1/auth/logout",
+            logout,
+            "End the calling session at once",
+            "end users",
+            auth="session",
+            session_only=True,
+            errors=(),
         ),
     ]
