@@ -222,19 +222,40 @@ class EndUserAuthService:
 
     async def me(self, session_token: str, project_id: str) -> EndUser:
         """The user behind an end-user session of this project (one statement)."""
+        user = await self._session_user(session_token, project_id)
+        if user is None:
+            raise NotAuthenticated("Send an end-user session of this project.")
+        return user
+
+    async def logged_in_as(
+        self, session_token: str | None, project_id: str, email: str | None, external_id: str | None
+    ) -> EndUser | None:
+        """Kustomer's ``isLoggedIn({email} | {externalId})``: the session's user if the session is a live
+        end-user session of this project and its user is that person, else None (a session that ended is
+        an answer here, not a refusal). A visitor's typed email names nobody."""
+        user = await self._session_user(session_token, project_id) if session_token else None
+        if user is None:
+            return None
+        if email is not None and (user.anonymous or email != user.email):
+            return None
+        if external_id is not None and external_id != user.external_id:
+            return None
+        return user
+
+    async def _session_user(self, session_token: str, project_id: str) -> EndUser | None:
         claims = self.sessions.peek(session_token)
-        if claims is not None:
-            async with self.ctx.storage.read() as tx:
-                session, user = await tx.sessions.get_with_end_user(str(claims.get("sid")))
-            if (
-                self.sessions.is_live(session, claims)
-                and session is not None
-                and session.kind is SessionKind.END_USER
-                and session.project_id == project_id
-                and user is not None
-            ):
-                return user
-        raise NotAuthenticated("Send an end-user session of this project.")
+        if claims is None:
+            return None
+        async with self.ctx.storage.read() as tx:
+            session, user = await tx.sessions.get_with_end_user(str(claims.get("sid")))
+        if (
+            self.sessions.is_live(session, claims)
+            and session is not None
+            and session.kind is SessionKind.END_USER
+            and session.project_id == project_id
+        ):
+            return user
+        return None
 
     # -- trying a token without signing in (the token tester) ---------------
 

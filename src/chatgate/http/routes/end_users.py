@@ -117,11 +117,14 @@ def endpoints(services: Services) -> list[Endpoint]:
 
     async def me(request: Request) -> Response:
         pid = request.path_params["pid"]
-        # Kustomer's isLoggedIn({email} | {externalId}): is this session exactly that user?
         email, external_id = _identifier_query(request)
-        user = await auth.me(require_token(request), pid)
-        matches = (email is None or email == user.email) and (external_id is None or external_id == user.external_id)
-        return json({"loggedIn": matches, "user": presenters.end_user(user) if matches else None})
+        if email is None and external_id is None:
+            user = await auth.me(require_token(request), pid)
+            return json({"loggedIn": True, "user": presenters.end_user(user)})
+        # isLoggedIn({email} | {externalId}): is this session exactly that user? Asked after a logout
+        # (or with no session at all), the answer is no rather than a 401.
+        found = await auth.logged_in_as(authorization_token(request), pid, email, external_id)
+        return json({"loggedIn": found is not None, "user": presenters.end_user(found) if found else None})
 
     async def logout(request: Request) -> Response:
         # Only a session can be ended: HTTP Basic credentials have none.
