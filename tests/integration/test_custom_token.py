@@ -46,7 +46,8 @@ def test_first_sight_creates_and_other_claims_become_metadata(
 
 
 def test_accepted_audience_routes_a_migrating_customer(api: httpx.Client, project: Project) -> None:
-    tiledesk_aud = f"https://tiledesk.com/projects/{project.id}"
+    # The customer's backend keeps signing for its old Tiledesk project id, which no Chatgate project has.
+    tiledesk_aud = "https://tiledesk.com/projects/5c81593adf767b0017d1aa68"
     claims = {"_id": "mig", "sub": "userexternal", "aud": tiledesk_aud}
     r = sign_in(api, hs256(project.secret, claims))
     assert r.status_code == 401 and r.json()["error"]["reason"] == "wrong_audience"

@@ -163,6 +163,11 @@ def audiences(claims: Mapping[str, Any]) -> list[str]:
     return values
 
 
+def tiledesk_project_id(aud: str) -> str | None:
+    """The project id in ``https://tiledesk.com/projects/<id>``, as Tiledesk's documents write the audience."""
+    return aud[len(TILEDESK_AUDIENCE_PREFIX) :] if aud.startswith(TILEDESK_AUDIENCE_PREFIX) else None
+
+
 def custom_token(claims: Mapping[str, Any]) -> LoginClaim:
     """Tiledesk: ``_id`` is the user's external id; ``sub`` must be ``userexternal``."""
     sub = claims.get("sub")

@@ -78,6 +78,13 @@ def end_user(u: EndUser) -> dict[str, Any]:
     return user_view(u)
 
 
+def end_user_with_claims(u: EndUser) -> dict[str, Any]:
+    """The end user with its ``metadata`` also spread at the top level, as Tiledesk places a token's custom
+    claims; a claim never replaces one of Chatgate's own fields."""
+    view = user_view(u)
+    return {**view, **{name: value for name, value in u.metadata.items() if name not in view}}
+
+
 def session(s: Session) -> dict[str, Any]:
     # Sessions record their kind, not which sign-in made them: that is what ``method`` can say.
     return {"id": s.id, "method": s.kind.value, "created_at": iso(s.created_at), "expires_at": iso(s.expires_at)}

@@ -165,12 +165,20 @@ def _fields(exc: ValidationError) -> dict[str, str]:
     return fields
 
 
-def authorization_token(request: Request, schemes: tuple[str, ...] = SESSION_SCHEMES) -> str | None:
-    """The token of ``Authorization: JWT <t>`` or ``Bearer <t>`` (scheme case-insensitive)."""
+def authorization_token(
+    request: Request, schemes: tuple[str, ...] = SESSION_SCHEMES, *, bare: bool = False
+) -> str | None:
+    """The token of ``Authorization: JWT <t>`` or ``Bearer <t>`` (scheme case-insensitive).
+
+    With ``bare``, a header that is one word is taken as the token itself
+    (Tiledesk's custom-token clients send it that way too).
+    """
     header = request.headers.get("authorization")
     if not header:
         return None
     scheme, _, token = header.strip().partition(" ")
+    if bare and not token:
+        return scheme
     if scheme.lower() not in schemes or not token.strip():
         return None
     return token.strip()

@@ -346,6 +346,11 @@ class EndUserAuthService:
             else:
                 async with self.ctx.storage.read() as tx:
                     project_ids = (await tx.projects.for_audience(aud))[:MAX_AUDIENCE_CANDIDATES]
+                # The audience Tiledesk's documents tell customers to sign names the project by its id too
+                # (a migrating customer's old Tiledesk id is one of its accepted audiences instead).
+                tiledesk_id = dialects.tiledesk_project_id(aud)
+                if tiledesk_id is not None and looks_like_id(tiledesk_id) and tiledesk_id not in project_ids:
+                    project_ids.append(tiledesk_id)
             for project_id in project_ids:
                 project = found.get(project_id) or await self.ctx.projects.get(project_id)
                 if project is not None:

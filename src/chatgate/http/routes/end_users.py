@@ -59,6 +59,16 @@ def login_body(login: EndUserLogin, *, created: bool = False) -> dict[str, objec
     return body
 
 
+def tiledesk_login_body(login: EndUserLogin) -> dict[str, object]:
+    """Tiledesk's answer: the token's custom claims also at the top level of ``user``."""
+    return {**login_body(login), "user": presenters.end_user_with_claims(login.user)}
+
+
+def kustomer_login_body(login: EndUserLogin) -> dict[str, object]:
+    """Kustomer's answer: ``email`` and ``externalId`` also at the top level, where its sample reads them."""
+    return {**login_body(login), "email": login.user.email, "externalId": login.user.external_id}
+
+
 def endpoints(services: Services) -> list[Endpoint]:
     auth = services.end_users
 
@@ -70,12 +80,12 @@ def endpoints(services: Services) -> list[Endpoint]:
         return json(login_body(login))
 
     async def signin_with_custom_token(request: Request) -> Response:
-        token = authorization_token(request)
+        token = authorization_token(request, bare=True)
         if token is None:
             raise TokenRejected("malformed", "Send the token as Authorization: JWT <token>.")
         body = await parse_body(request, CustomTokenSignIn, forms=True)
         login = await auth.sign_in_with_custom_token(token, caller_of(request), body.anonymous_token)
-        return json(login_body(login))
+        return json(tiledesk_login_body(login))
 
     async def exchange_external_code(request: Request) -> Response:
         body = await parse_body(request, ExternalCodeExchange)
