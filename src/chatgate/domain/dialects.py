@@ -43,6 +43,9 @@ class LoginClaim:
     expires_at: float | None = None
     # Signed by the project: its email is verified and outranks one a user only typed.
     vouched: bool = False
+    # Kustomer, both email and externalId: the email identifies, and the externalId is given to that user
+    # if it has none and no other user of the project holds it.
+    attach_external_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -204,7 +207,10 @@ def customer_login(claims: Mapping[str, Any], now: float, max_age_seconds: int, 
     )
     email = _email(claims.get("email"))
     if email is not None:
-        return _finish(claims, Lookup("email", email), replace(profile, email=email))
+        # An externalId that is not a valid identifier is not attached; the email still signs in.
+        attach = external_id_from(claims.get("externalId"))
+        found = _finish(claims, Lookup("email", email), replace(profile, email=email))
+        return replace(found, attach_external_id=attach)
     if claims.get("externalId") is not None:
         external_id = _id(claims["externalId"], "externalId")
         return _finish(claims, Lookup("external_id", external_id), replace(profile, external_id=external_id))

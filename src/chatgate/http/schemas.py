@@ -286,6 +286,11 @@ class EndUserLoginOut(BaseModel):
     merged_conversations: int
 
 
+class CustomerLoginOut(EndUserLoginOut):
+    email: str | None = Field(description="The user's email, also at the top level (Kustomer's response.email)")
+    externalId: str | None = Field(description="The user's externalId, also at the top level")
+
+
 class MeOut(BaseModel):
     loggedIn: bool
     user: EndUserOut | None

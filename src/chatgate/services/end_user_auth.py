@@ -407,6 +407,10 @@ class EndUserAuthService:
             user, created = await self._provision(tx, project, claim, caller, now, adopt=not must_create)
         else:
             user = await self._refresh(tx, user, claim.new_user, now)
+        attached = None
+        if claim.attach_external_id is not None and user.external_id is None:
+            attached = await self._attach_external_id(tx, project, user, claim.attach_external_id)
+            user = replace(user, external_id=attached or user.external_id)
         merged = await self._merge_visitor(tx, project, user, attempt.anonymous_token, caller, now)
         session = await self.sessions.record(tx, SessionKind.END_USER, user.id, project.id, now)
         await audit(
@@ -419,6 +423,7 @@ class EndUserAuthService:
             actor=("end_user", user.id),
             method=attempt.method,
             created=created,
+            **_attached_detail(attached),
         )
         await enqueue(tx, project.id, _signed_in(user, attempt.method, created=created), now)
         return _Written(user, created, merged, session)
@@ -456,6 +461,17 @@ class EndUserAuthService:
         if existing is None:
             raise IdentityConflict()
         return existing, False
+
+    async def _attach_external_id(
+        self, tx: Transaction, project: Project, user: EndUser, external_id: str
+    ) -> str | None:
+        """Give ``user`` (who has none) this externalId, unless another user of the project holds it or it
+        is some user's ``_id``; the externalId when given. Anything else leaves the user as it is."""
+        if user.anonymous or await self._shadows_an_id(tx, project, external_id):
+            return None
+        if not await tx.end_users.attach_external_id(user.id, project.id, external_id):
+            return None
+        return external_id
 
     @staticmethod
     async def _shadows_an_id(tx: Transaction, project: Project, external_id: str) -> bool:
@@ -626,6 +642,11 @@ class EndUserAuthService:
             await audit(
                 tx, self.ctx.clock(), action, caller=caller, project_id=project_id, reason=reason, method=method
             )
+
+
+def _attached_detail(external_id: str | None) -> dict[str, Any]:
+    """The sign-in's audit detail when it gave the user an externalId (Kustomer: email and externalId)."""
+    return {"external_id_attached": True} if external_id is not None else {}
 
 
 def _forget_after(exp: float | None, leeway_seconds: int) -> datetime | None:

@@ -17,6 +17,8 @@ from chatgate.services.projects import project_changed, require_role
 
 # Kustomer's rule: reading the chat secret takes a key with both roles.
 SECRET_READER_ROLES = frozenset({"org.admin", "org.user"})
+# Kustomer's role for customer data: reading the project's users (and posting as its backend) takes it.
+USER_READER_ROLE = "org.user"
 MAX_CACHED_KEYS = 4096
 
 

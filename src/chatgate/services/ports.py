@@ -93,6 +93,13 @@ class EndUserRepository(Protocol):
 
     async def by_id(self, user_id: str) -> EndUser | None: ...
     async def seen(self, user_id: str, now: datetime, changes: Mapping[str, Any]) -> None: ...
+
+    async def attach_external_id(self, user_id: str, project_id: str, external_id: str) -> bool:
+        """Set the user's externalId if it has none and no user of the project holds this one; True when set.
+
+        Never fails on a unique key: a concurrent holder makes it answer False, the transaction unharmed.
+        """
+
     async def disable(self, user_id: str, now: datetime) -> None: ...
     async def mark_merged(self, user_id: str, into_id: str) -> None: ...
 

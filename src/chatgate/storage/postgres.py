@@ -249,6 +249,15 @@ class LazyTransaction(PostgresSql):
         await self._before(sql)
         return await super().run(sql, **params)
 
+    async def run_unless_duplicate(self, sql: str, **params: Any) -> int | None:
+        """Inside a savepoint: a unique key's refusal would otherwise abort the whole transaction."""
+        await self._before(sql)
+        await self.connection.execute("SAVEPOINT unless_duplicate")
+        changed = await super().run_unless_duplicate(sql, **params)
+        undo = "ROLLBACK TO SAVEPOINT" if changed is None else "RELEASE SAVEPOINT"
+        await self.connection.execute(f"{undo} unless_duplicate")
+        return changed
+
     async def last_write(self, sql: str, **params: Any) -> Any:
         if self._begun or self._later:
             value = await self.scalar(sql, **params)

@@ -317,6 +317,18 @@ class EndUserRepo(_Repo):
             **changes,
         )
 
+    async def attach_external_id(self, user_id: str, project_id: str, external_id: str) -> bool:
+        """The externalId for a user without one, unless another user of the project holds it. The unique
+        key decides a race with a login creating that holder: this one then changes nothing."""
+        changed = await self.sql.run_unless_duplicate(
+            "UPDATE end_users SET external_id = :x WHERE id = :id AND project_id = :p AND external_id IS NULL"
+            " AND NOT EXISTS (SELECT 1 FROM end_users WHERE project_id = :p AND external_id = :x)",
+            x=external_id,
+            id=user_id,
+            p=project_id,
+        )
+        return changed == 1
+
     async def disable(self, user_id: str, now: datetime) -> None:
         """The account gives up its email and password for good: nothing can sign in to it any more."""
         await self.sql.run(

@@ -39,6 +39,21 @@ class Sql(ABC):
     async def run(self, sql: str, **params: Any) -> int:
         """Execute; the number of rows changed."""
 
+    async def run_unless_duplicate(self, sql: str, **params: Any) -> int | None:
+        """Execute an UPDATE; None, with nothing changed and the transaction unharmed, when it would give
+        a unique key a value another row holds (one that row's transaction has not committed yet included)."""
+        try:
+            return await self.run(sql, **params)
+        except Exception as exc:
+            if not self.is_duplicate(exc):
+                raise
+            return None
+
+    @staticmethod
+    @abstractmethod
+    def is_duplicate(exc: Exception) -> bool:
+        """Whether the driver's error is a unique key's refusal."""
+
     async def write_later(self, sql: str, **params: Any) -> None:
         """An INSERT or UPDATE whose outcome nobody reads: it may wait until the transaction commits.
 
@@ -101,6 +116,11 @@ class SqliteSql(Sql):
     async def run(self, sql: str, **params: Any) -> int:
         return int(self._execute(sql, params).rowcount)
 
+    @staticmethod
+    def is_duplicate(exc: Exception) -> bool:
+        # A refused statement is undone alone (ON CONFLICT ABORT); the transaction goes on.
+        return isinstance(exc, sqlite3.IntegrityError) and "UNIQUE constraint failed" in str(exc)
+
 
 def _lite(value: Any) -> Any:
     if isinstance(value, datetime):
@@ -158,3 +178,10 @@ class PostgresSql(Sql):
         status: str = await self.connection.execute(text, *args)  # "UPDATE 3", "INSERT 0 1", "DELETE 0"
         count = status.rsplit(" ", 1)[-1]
         return int(count) if count.isdigit() else 0
+
+    @staticmethod
+    def is_duplicate(exc: Exception) -> bool:
+        return getattr(exc, "sqlstate", None) == UNIQUE_VIOLATION
+
+
+UNIQUE_VIOLATION = "23505"

@@ -5,10 +5,11 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
+from chatgate.crypto.secrets import api_key_prefix
 from chatgate.domain.models import CreatedVia
 from chatgate.errors import ValidationFailed
 from chatgate.http import presenters
-from chatgate.http.requests import json, query_int, session_caller
+from chatgate.http.requests import authorization_token, caller_of, json, query_int, session_caller
 from chatgate.http.routing import Endpoint
 from chatgate.http.schemas import AuditListOut, EndUserOut, SessionListOut, SignedOutOut, UserListOut
 from chatgate.services.bundle import Services
@@ -16,6 +17,12 @@ from chatgate.services.bundle import Services
 
 def _limit(request: Request, default: int = 50) -> int:
     return query_int(request, "limit", 1, 200, default)
+
+
+def _api_key(request: Request) -> str | None:
+    """A project API key sent as ``Authorization: Bearer <key>``, told from a session token by its prefix."""
+    presented = authorization_token(request, ("bearer",))
+    return presented if presented is not None and api_key_prefix(presented) is not None else None
 
 
 def endpoints(services: Services) -> list[Endpoint]:
@@ -30,7 +37,8 @@ def endpoints(services: Services) -> list[Endpoint]:
             known = ", ".join(v.value for v in CreatedVia)
             raise ValidationFailed({"created_via": f"must be one of {known}"}) from exc
         limit = _limit(request)
-        caller = await session_caller(services, request)
+        api_key = _api_key(request)
+        caller = caller_of(request) if api_key else await session_caller(services, request)
         page = await directory.list_users(
             pid,
             caller,
@@ -38,6 +46,7 @@ def endpoints(services: Services) -> list[Endpoint]:
             query=request.query_params.get("q") or None,
             limit=limit,
             cursor=request.query_params.get("cursor"),
+            api_key=api_key,
         )
         return json(
             {
@@ -49,8 +58,9 @@ def endpoints(services: Services) -> list[Endpoint]:
 
     async def get_user(request: Request) -> Response:
         pid, ref = request.path_params["pid"], request.path_params["user_ref"]
-        caller = await session_caller(services, request)
-        user = await directory.get_user(pid, ref, caller)
+        api_key = _api_key(request)
+        caller = caller_of(request) if api_key else await session_caller(services, request)
+        user = await directory.get_user(pid, ref, caller, api_key)
         return json(presenters.end_user(user))
 
     async def user_sessions(request: Request) -> Response:
@@ -81,10 +91,11 @@ def endpoints(services: Services) -> list[Endpoint]:
             "GET",
             "/v1/projects/{pid}/users",
             list_users,
-            "List end users with seat usage",
+            "List end users with seat usage (staff, or an org.user API key)",
             "users",
             response=UserListOut,
             auth="session",
+            alt_auth=("apiKey",),
             errors=(403, 404, 422),
             query=(
                 ("created_via", "anonymous, external_auth_code, custom_token, customer_login, email, admin"),
@@ -97,10 +108,11 @@ def endpoints(services: Services) -> list[Endpoint]:
             "GET",
             "/v1/projects/{pid}/users/{user_ref}",
             get_user,
-            "One end user by _id or externalId",
+            "One end user by _id or externalId (staff, or an org.user API key)",
             "users",
             response=EndUserOut,
             auth="session",
+            alt_auth=("apiKey",),
             errors=(403, 404),
         ),
         Endpoint(

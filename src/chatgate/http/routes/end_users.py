@@ -20,6 +20,7 @@ from chatgate.http.routing import Endpoint
 from chatgate.http.schemas import (
     AnonymousSignIn,
     CustomerLogin,
+    CustomerLoginOut,
     CustomTokenSignIn,
     EndUserLoginOut,
     EndUserSignIn,
@@ -99,7 +100,7 @@ def endpoints(services: Services) -> list[Endpoint]:
         login = await auth.customer_login(
             request.path_params["pid"], body.jwtToken, caller_of(request), body.anonymous_token
         )
-        return json(login_body(login))
+        return json(kustomer_login_body(login))
 
     async def email_signup(request: Request) -> Response:
         body = await parse_body(request, EndUserSignUp)
@@ -183,7 +184,7 @@ def endpoints(services: Services) -> list[Endpoint]:
             "Kustomer: login({jwtToken}); email wins over externalId; fresh iat",
             "end users",
             body=CustomerLogin,
-            response=EndUserLoginOut,
+            response=CustomerLoginOut,
             errors=login_errors,
         ),
         Endpoint(
