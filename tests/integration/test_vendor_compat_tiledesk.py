@@ -208,7 +208,8 @@ def test_tiledesk_s_own_audience_names_the_project(
     cases = [
         # Another project's id: that project's secret decides, and this token was not signed with it.
         (hs256(project.secret, {**claims, "aud": tiledesk_aud(other.id)}), "bad_signature"),
-        (hs256(project.secret, {**claims, "aud": tiledesk_aud("5c81593adf767b0017d1aa68")}), "wrong_audience"),
+        # An id no project has (nor lists in its accepted audiences).
+        (hs256(project.secret, {**claims, "aud": tiledesk_aud(secrets.token_hex(12))}), "wrong_audience"),
         (hs256(project.secret, {**claims, "aud": f"http://tiledesk.com/projects/{project.id}"}), "wrong_audience"),
         (hs256(project.secret, {**claims, "aud": f"https://tiledesk.com/projects/{project.id}/"}), "wrong_audience"),
         (hs256(project.secret, {**claims, "aud": f"https://evil.example/projects/{project.id}"}), "wrong_audience"),
