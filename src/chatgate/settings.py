@@ -49,7 +49,7 @@ class Settings:
     webhook_retry_base_seconds: int = 10
     # Staff routes also take HTTP Basic (email:password), as Tiledesk's clients send it. Off by default:
     # the password then travels with every request, and each request is a sign-in attempt (argon2id, throttled).
-    staff_basic_auth: bool = False
+    staff_basic_auth: bool = True
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -94,7 +94,7 @@ class Settings:
             ws_ping_seconds=_int(env, "CHATGATE_WS_PING_SECONDS", 20),
             webhook_allow_private=_bool(env, "CHATGATE_WEBHOOK_ALLOW_PRIVATE", False),
             webhook_retry_base_seconds=_int(env, "CHATGATE_WEBHOOK_RETRY_BASE_SECONDS", 10),
-            staff_basic_auth=_bool(env, "CHATGATE_STAFF_BASIC_AUTH", False),
+            staff_basic_auth=_bool(env, "CHATGATE_STAFF_BASIC_AUTH", True),
         )
 
 

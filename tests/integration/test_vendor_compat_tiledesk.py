@@ -9,6 +9,7 @@ import itertools
 import json
 import secrets
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -331,16 +332,36 @@ def failed_signins(db: Db, staff_id: str) -> list[Any]:
     return [(json.loads(details) if isinstance(details, str) else details, pid) for details, pid in rows]
 
 
-def test_basic_is_off_unless_the_deployment_turns_it_on(api: httpx.Client, db: Db) -> None:
-    staff = sign_up_staff(api, "basic-off")
-    projects = db.count("projects")
-    r = api.get("/v1/staff/me", auth=(staff.email, PASSWORD))
-    assert (r.status_code, r.json()["error"]["code"]) == (401, "not_authenticated")
-    assert "CHATGATE_STAFF_BASIC_AUTH" in r.json()["msg"]
-    r = api.post("/v1/projects", json={"name": "Nope"}, auth=(staff.email, PASSWORD))
-    assert r.status_code == 401
-    assert db.count("projects") == projects
-    assert failed_signins(db, staff.id) == []
+def test_a_deployment_can_turn_basic_off(tmp_path: Path) -> None:
+    server = start_server(tmp_path, None, workers=1, extra_env={"CHATGATE_STAFF_BASIC_AUTH": "false"})
+    try:
+        with httpx.Client(base_url=server.url) as api:
+            staff = sign_up_staff(api, "basic-off")
+            db = Db(server.engine)
+            projects = db.count("projects")
+            r = api.get("/v1/staff/me", auth=(staff.email, PASSWORD))
+            assert (r.status_code, r.json()["error"]["code"]) == (401, "not_authenticated")
+            assert "CHATGATE_STAFF_BASIC_AUTH" in r.json()["msg"]
+            r = api.post("/v1/projects", json={"name": "Nope"}, auth=(staff.email, PASSWORD))
+            assert r.status_code == 401
+            assert db.count("projects") == projects
+            assert failed_signins(db, staff.id) == []
+    finally:
+        server.stop()
+
+
+def test_a_client_sending_basic_with_every_request_is_not_throttled_by_its_successes(
+    basic_api: httpx.Client, basic_db: Db
+) -> None:
+    email, staff_id = new_staff(basic_api)
+    # Thirty requests, three times the sign-in limit for one account and address (10 per 5 minutes).
+    statuses = [basic_api.get("/v1/staff/me", auth=(email, PASSWORD)).status_code for _ in range(30)]
+    assert statuses == [200] * 30
+    # A wrong password is checked and counted every time: with the one checked success, ten attempts
+    # use up the account's budget, as on the sign-in route.
+    wrong = [basic_api.get("/v1/staff/me", auth=(email, f"wrong {i}")).status_code for i in range(10)]
+    assert wrong == [401] * 9 + [429]
+    assert len(failed_signins(basic_db, staff_id)) == 9
 
 
 def test_staff_routes_take_basic_as_tiledesk_clients_send_it(basic_api: httpx.Client, basic_db: Db) -> None:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import secrets
+import time
 from dataclasses import dataclass
 
 from chatgate.domain.audit import AuditAction
@@ -20,10 +24,19 @@ class StaffSignIn:
     token: str
 
 
+# Tiledesk's clients send Basic credentials with every request. Once a pair has passed the password
+# check, this process trusts it for a minute without argon2id or the sign-in counts, so that a client
+# is not throttled by its own successes; a wrong password is never remembered, and always counted.
+BASIC_REMEMBER_SECONDS = 60.0
+MAX_REMEMBERED = 10_000
+
+
 class StaffService:
     def __init__(self, ctx: ServiceContext, sessions: SessionService) -> None:
         self.ctx = ctx
         self.sessions = sessions
+        self._basic_key = secrets.token_bytes(32)  # remembered pairs are kept as keyed digests only
+        self._basic_passed: dict[bytes, tuple[str, float]] = {}
 
     async def sign_up(self, email: str, password: str, firstname: str, lastname: str, caller: Caller) -> StaffAccount:
         problem = password_problem(password)
@@ -63,17 +76,24 @@ class StaffService:
     async def authenticate_basic(self, email: str, password: str, caller: Caller) -> Principal:
         """A staff request with HTTP Basic credentials (Tiledesk's clients), when the deployment allows them.
 
-        Every such request is a sign-in attempt: the same throttles and
-        counters, the same password check, failures audited the same way. No
-        session is stored (``session_id`` is empty), and a success is not
-        audited: it would be one row per request.
+        A pair not seen to pass within the last minute is a sign-in attempt:
+        the same throttles and counters, the same password check, failures
+        audited the same way. No session is stored (``session_id`` is empty),
+        and a success is not audited: it would be one row per request.
         """
         if not self.ctx.settings.staff_basic_auth:
             raise NotAuthenticated(
                 "HTTP Basic authentication is turned off on this server (CHATGATE_STAFF_BASIC_AUTH):"
                 " sign in and send the session token."
             )
+        digest = hmac.new(self._basic_key, f"{email}\0{password}".encode(), hashlib.sha256).digest()
+        remembered = self._basic_passed.get(digest)
+        if remembered is not None and time.monotonic() < remembered[1]:
+            return Principal(SessionKind.STAFF, "", remembered[0], None)
         account = await self._check_password(email, password, caller, "basic")
+        if len(self._basic_passed) >= MAX_REMEMBERED:
+            self._basic_passed.clear()
+        self._basic_passed[digest] = (account.id, time.monotonic() + BASIC_REMEMBER_SECONDS)
         return Principal(SessionKind.STAFF, "", account.id, None)
 
     async def _check_password(self, email: str, password: str, caller: Caller, method: str) -> StaffAccount:
