@@ -340,3 +340,36 @@ export function randomId() {
   window.crypto.getRandomValues(bytes);
   return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
 }
+
+// Pages of a list read with next_cursor: where the reader is, and the
+// Previous / "Page n" / Next controls that move them and load again.
+export class CursorPages {
+  constructor(load) {
+    this.load = load;
+    this.restart();
+  }
+
+  restart() {
+    this.visited = []; // the cursors of the pages before this one
+    this.cursor = null; // this page's cursor (null: the first page)
+  }
+
+  get first() {
+    return this.cursor === null && !this.visited.length;
+  }
+
+  controls(nextCursor) {
+    const previous = h("button", { type: "button", disabled: !this.visited.length }, "Previous");
+    const next = h("button", { type: "button", disabled: !nextCursor }, "Next");
+    previous.addEventListener("click", () => {
+      this.cursor = this.visited.pop() || null;
+      this.load();
+    });
+    next.addEventListener("click", () => {
+      this.visited.push(this.cursor);
+      this.cursor = nextCursor;
+      this.load();
+    });
+    return [previous, h("span", { class: "muted" }, `Page ${this.visited.length + 1}`), next];
+  }
+}

@@ -1,6 +1,6 @@
 // Audit log, token tester and members.
 
-import { api, confirmAction, displayName, errorBox, field, h, hiddenText, showFieldErrors, statusArea, table, when } from "./admin-core.js";
+import { CursorPages, api, confirmAction, displayName, errorBox, field, h, hiddenText, showFieldErrors, statusArea, table, when } from "./admin-core.js";
 
 // -- audit ------------------------------------------------------------------------
 
@@ -49,8 +49,7 @@ export function renderAudit(ctx) {
   const form = h("form", { class: "filters", role: "search", "aria-label": "Filter the audit log" }, action.wrap, h("div", { class: "actions" }, apply), datalist);
   const listArea = h("div", { "aria-live": "polite" });
   const pager = h("div", { class: "pager" });
-  let cursors = [];
-  let current = null;
+  const pages = new CursorPages(() => load());
 
   function fillActions() {
     datalist.replaceChildren(...Array.from(seen).sort().map((a) => h("option", { value: a })));
@@ -60,7 +59,7 @@ export function renderAudit(ctx) {
     listArea.setAttribute("aria-busy", "true");
     try {
       const page = await api("GET", `/v1/projects/${encodeURIComponent(pid)}/audit`, undefined, {
-        query: { action: action.control.value.trim(), cursor: current, limit: 50 },
+        query: { action: action.control.value.trim(), cursor: pages.cursor, limit: 50 },
       });
       if (!view.alive) return;
       const events = page.events || [];
@@ -79,18 +78,7 @@ export function renderAudit(ctx) {
             ], events)
           : h("p", {}, "No events match."),
       );
-      const previous = h("button", { type: "button", disabled: !cursors.length }, "Previous");
-      const next = h("button", { type: "button", disabled: !page.next_cursor }, "Next");
-      previous.addEventListener("click", () => {
-        current = cursors.pop() || null;
-        load();
-      });
-      next.addEventListener("click", () => {
-        cursors.push(current);
-        current = page.next_cursor;
-        load();
-      });
-      pager.replaceChildren(previous, h("span", { class: "muted" }, `Page ${cursors.length + 1}`), next);
+      pager.replaceChildren(...pages.controls(page.next_cursor));
     } catch (err) {
       if (!view.alive) return;
       listArea.replaceChildren(errorBox(err));
@@ -102,8 +90,7 @@ export function renderAudit(ctx) {
 
   form.addEventListener("submit", (event) => {
     event.preventDefault();
-    cursors = [];
-    current = null;
+    pages.restart();
     load();
   });
   fillActions();

@@ -1,7 +1,7 @@
 // Users: seats, search and filters with paging; one user's page with their
 // identity, metadata, active sessions, conversations and "Sign out everywhere".
 
-import { api, confirmAction, displayName, errorBox, field, h, statusArea, table, when } from "./admin-core.js";
+import { CursorPages, api, confirmAction, displayName, errorBox, field, h, statusArea, table, when } from "./admin-core.js";
 
 const CREATED_VIA = [
   ["", "Any way"],
@@ -37,8 +37,7 @@ export function renderUsers(ctx) {
   const form = h("form", { class: "filters", role: "search", "aria-label": "Find users" }, search.wrap, via.wrap, size.wrap, h("div", { class: "actions" }, apply));
 
   // Cursors of the pages before this one: Previous pops, Next pushes.
-  let cursors = [];
-  let current = null;
+  const pages = new CursorPages(() => load());
   let typing = null;
 
   async function load() {
@@ -46,7 +45,7 @@ export function renderUsers(ctx) {
       q: search.control.value.trim(),
       created_via: via.control.value,
       limit: size.control.value,
-      cursor: current,
+      cursor: pages.cursor,
     };
     listArea.setAttribute("aria-busy", "true");
     try {
@@ -68,21 +67,9 @@ export function renderUsers(ctx) {
               ["Created", (u) => when(u.createdAt)],
               ["Last seen", (u) => when(u.lastSeenAt)],
             ], users)
-          : h("p", {}, current || cursors.length ? "No more users." : "No user matches."),
+          : h("p", {}, pages.first ? "No user matches." : "No more users."),
       );
-      const previous = h("button", { type: "button", disabled: !cursors.length }, "Previous");
-      const next = h("button", { type: "button", disabled: !page.next_cursor }, "Next");
-      previous.addEventListener("click", () => {
-        current = cursors.pop() || null;
-        load();
-      });
-      next.addEventListener("click", () => {
-        cursors.push(current);
-        current = page.next_cursor;
-        load();
-      });
-      const pageNumber = cursors.length + 1;
-      pager.replaceChildren(previous, h("span", { class: "muted" }, `Page ${pageNumber}`), next);
+      pager.replaceChildren(...pages.controls(page.next_cursor));
     } catch (err) {
       if (!view.alive) return;
       listArea.replaceChildren(errorBox(err));
@@ -93,8 +80,7 @@ export function renderUsers(ctx) {
   }
 
   function restart() {
-    cursors = [];
-    current = null;
+    pages.restart();
     load();
   }
 
