@@ -260,7 +260,7 @@ def test_sessions_lists_the_live_ones_newest_first(api: httpx.Client, project: P
         assert r.status_code == 200, r.text
         sessions = r.json()["sessions"]
         assert [s["id"] for s in sessions] == [session_id(newer), session_id(older)]
-        assert all(s["method"] == "end_user" for s in sessions)
+        assert all(s["method"] == "customer_login" for s in sessions)  # the way in that opened each
         assert all(s["created_at"].endswith("Z") and s["expires_at"] > s["created_at"] for s in sessions)
         assert set(sessions[0]) == {"id", "method", "created_at", "expires_at"}
     r = api.get(f"/v1/projects/{project.id}/users/{other.id}/sessions", headers=admin.auth)

@@ -24,8 +24,8 @@ def test_prune_forgets_only_what_expired(tmp_path: Path) -> None:
 
     async def scenario() -> None:
         async with storage.write() as tx:
-            await services.sessions.record(tx, SessionKind.STAFF, "a" * 24, None, now - timedelta(days=30))
-            live = await services.sessions.record(tx, SessionKind.STAFF, "b" * 24, None, now)
+            await services.sessions.record(tx, SessionKind.STAFF, "a" * 24, None, now - timedelta(days=30), "password")
+            live = await services.sessions.record(tx, SessionKind.STAFF, "b" * 24, None, now, "password")
             await tx.sql.run(
                 "INSERT INTO projects (id, name, settings, created_at, updated_at) VALUES (:p, 'p', '{}', :now, :now)",
                 p=PROJECT,

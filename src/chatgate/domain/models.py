@@ -107,6 +107,7 @@ class Session:
     created_at: datetime
     expires_at: datetime
     revoked_at: datetime | None = None
+    method: str | None = None  # the way in that made it (sessions stored before it was kept: None)
 
 
 @dataclass(frozen=True)

@@ -87,7 +87,9 @@ def end_user_with_claims(u: EndUser) -> dict[str, Any]:
 
 def session(s: Session) -> dict[str, Any]:
     # Sessions record their kind, not which sign-in made them: that is what ``method`` can say.
-    return {"id": s.id, "method": s.kind.value, "created_at": iso(s.created_at), "expires_at": iso(s.expires_at)}
+    # Sessions stored before the way in was kept say only what kind they are.
+    method = s.method or s.kind.value
+    return {"id": s.id, "method": method, "created_at": iso(s.created_at), "expires_at": iso(s.expires_at)}
 
 
 def token_check(c: TokenCheck) -> dict[str, Any]:

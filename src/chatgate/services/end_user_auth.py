@@ -141,7 +141,7 @@ class EndUserAuthService:
         async with self.ctx.storage.write() as tx:
             user = await self._create(tx, project, visitor, caller, now)
             assert user is not None  # a visitor has no unique key to collide on
-            session = await self.sessions.record(tx, SessionKind.END_USER, user.id, project.id, now)
+            session = await self.sessions.record(tx, SessionKind.END_USER, user.id, project.id, now, "anonymous")
             await enqueue(tx, project.id, _signed_in(user, "anonymous", created=True), now)
         self.ctx.sign_ins.signed_in("anonymous")
         return EndUserLogin(user, self.sessions.sign(session), True, 0)
@@ -412,7 +412,7 @@ class EndUserAuthService:
             attached = await self._attach_external_id(tx, project, user, claim.attach_external_id)
             user = replace(user, external_id=attached or user.external_id)
         merged = await self._merge_visitor(tx, project, user, attempt.anonymous_token, caller, now)
-        session = await self.sessions.record(tx, SessionKind.END_USER, user.id, project.id, now)
+        session = await self.sessions.record(tx, SessionKind.END_USER, user.id, project.id, now, attempt.method)
         await audit(
             tx,
             now,

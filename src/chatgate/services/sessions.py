@@ -18,12 +18,18 @@ class SessionService:
         self.ctx = ctx
 
     async def record(
-        self, tx: Transaction, kind: SessionKind, subject_id: str, project_id: str | None, now: datetime
+        self,
+        tx: Transaction,
+        kind: SessionKind,
+        subject_id: str,
+        project_id: str | None,
+        now: datetime,
+        method: str,
     ) -> Session:
         """Store a session in the caller's transaction; sign its token once that has committed (``sign``)."""
         settings = self.ctx.settings
         ttl = settings.staff_session_ttl_seconds if kind is SessionKind.STAFF else settings.session_ttl_seconds
-        session = Session(new_id(), kind, project_id, subject_id, now, now + timedelta(seconds=ttl))
+        session = Session(new_id(), kind, project_id, subject_id, now, now + timedelta(seconds=ttl), method=method)
         await tx.sessions.add(session)
         return session
 

@@ -62,7 +62,7 @@ class StaffService:
         account = await self._check_password(email, password, caller, "password")
         now = self.ctx.clock()
         async with self.ctx.storage.write() as tx:
-            session = await self.sessions.record(tx, SessionKind.STAFF, account.id, None, now)
+            session = await self.sessions.record(tx, SessionKind.STAFF, account.id, None, now, "password")
             await audit(
                 tx,
                 now,

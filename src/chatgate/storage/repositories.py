@@ -395,14 +395,15 @@ class EndUserRepo(_Repo):
 class SessionRepo(_Repo):
     async def add(self, s: Session) -> None:
         await self.sql.write_later(
-            "INSERT INTO sessions (id, kind, project_id, subject_id, created_at, expires_at)"
-            " VALUES (:id, :kind, :project_id, :subject_id, :created_at, :expires_at)",
+            "INSERT INTO sessions (id, kind, project_id, subject_id, created_at, expires_at, method)"
+            " VALUES (:id, :kind, :project_id, :subject_id, :created_at, :expires_at, :method)",
             id=s.id,
             kind=s.kind.value,
             project_id=s.project_id,
             subject_id=s.subject_id,
             created_at=s.created_at,
             expires_at=s.expires_at,
+            method=s.method,
         )
 
     async def get(self, session_id: str) -> Session | None:
@@ -443,6 +444,7 @@ class SessionRepo(_Repo):
             when(r["created_at"]),  # type: ignore[arg-type]
             when(r["expires_at"]),  # type: ignore[arg-type]
             when(r["revoked_at"]),
+            r.get("method"),
         )
 
     async def revoke(self, session_id: str, now: datetime) -> None:

@@ -162,6 +162,7 @@ sessions = Table(
     Column("created_at", UtcDateTime, nullable=False),
     Column("expires_at", UtcDateTime, nullable=False),
     Column("revoked_at", UtcDateTime, nullable=True),
+    Column("method", String(32), nullable=True),
     Index(None, "subject_id"),
 )
 
