@@ -1,4 +1,4 @@
-"""The PostgreSQL adapter: asyncpg on the event loop, a pool of kept connections.
+"""The PostgreSQL adapter: asyncpg on the event loop, a pool of kept connections (connection_pool.py).
 
 Nothing waits on the network with the loop blocked: every statement is
 awaited. Statements are prepared once per connection (asyncpg's cache).
@@ -11,8 +11,7 @@ count of a project without a limit) wait, and are sent together, as one
 statement, when a later statement needs them or at commit. A returning
 user's login is then two round trips (the user; the session and audit rows
 in one atomic statement; the project comes from the process's cache)
-instead of six, and a connection goes back to the pool without the reset
-round trip asyncpg makes by default.
+instead of six.
 """
 
 from __future__ import annotations
@@ -32,6 +31,7 @@ from sqlalchemy.engine import make_url
 
 from chatgate.domain.conversations import Event
 from chatgate.errors import StorageUnavailable
+from chatgate.storage.connection_pool import ConnectionPool
 from chatgate.storage.conversation_repos import NOTIFY_CHANNEL, notice_of
 from chatgate.storage.repositories import CommitHook, Store
 from chatgate.storage.sql import PostgresSql, numbered
@@ -64,16 +64,6 @@ def dsn_of(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
-async def _reset_connection(connection: Any) -> None:
-    """Before a connection goes back to the pool: only an unfinished transaction needs undoing.
-
-    asyncpg's default reset (unlock advisory locks, close cursors, UNLISTEN,
-    RESET ALL) is a round trip on every release, for state Chatgate never sets.
-    """
-    if connection.is_in_transaction():
-        await connection.execute("ROLLBACK")
-
-
 async def _init_connection(connection: Any) -> None:
     for json_type in ("json", "jsonb"):
         await connection.set_type_codec(
@@ -85,12 +75,9 @@ class PostgresStorage:
     def __init__(self, url: str, pool_size: int) -> None:
         self.dsn = dsn_of(url)
         self.pool_size = pool_size
-        self._pool: Any = None
+        self._pool: ConnectionPool | None = None
         self.committed = CommitHook()
         self._notices: list[str] = []
-        # Requests wait for a connection in turn: asyncpg hands a freed one to the latest waiter
-        # (a LIFO queue), which under load left the earliest waiting a tenth of a second.
-        self._turns = asyncio.Semaphore(pool_size)
         self._announcer: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -102,15 +89,8 @@ class PostgresStorage:
         database before starting any worker.)
         """
         if self._pool is None:
-            # No floor of kept connections: asyncpg would log a traceback each time it failed to restore it.
-            self._pool = await asyncpg.create_pool(
-                self.dsn,
-                min_size=0,
-                max_size=self.pool_size,
-                init=_init_connection,
-                reset=_reset_connection,
-                max_inactive_connection_lifetime=0,
-                timeout=CONNECT_TIMEOUT_SECONDS,
+            self._pool = ConnectionPool(
+                self.dsn, self.pool_size, connect_timeout=CONNECT_TIMEOUT_SECONDS, init=_init_connection
             )
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(WARM_UP_SECONDS):
@@ -119,17 +99,17 @@ class PostgresStorage:
     @asynccontextmanager
     async def _connection(self) -> AsyncIterator[Any]:
         """A pooled connection; losing the database is StorageUnavailable (503), not the request's fault."""
-        async with self._turns:
-            try:
-                connection = await self._pool.acquire()
-            except Exception as exc:  # no connection to be had: the database is away
-                raise StorageUnavailable(exc) from exc
-            try:
+        if self._pool is None:
+            raise StorageUnavailable(RuntimeError("the storage is not started"))
+        lent = False
+        try:
+            async with self._pool.connection() as connection:
+                lent = True
                 yield connection
-            except CONNECTION_LOST as exc:
+        except Exception as exc:
+            if not lent or isinstance(exc, CONNECTION_LOST):  # no connection to be had, or it broke
                 raise StorageUnavailable(exc) from exc
-            finally:
-                await self._pool.release(connection)
+            raise
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[Store]:
@@ -203,7 +183,7 @@ class PostgresStorage:
     def pool_usage(self) -> PoolUsage | None:
         if self._pool is None:
             return None
-        return PoolUsage(self._pool.get_size(), self._pool.get_idle_size(), self._pool.get_max_size())
+        return PoolUsage(self._pool.size, self._pool.idle, self._pool.max_size)
 
     async def close(self) -> None:
         if self._pool is not None:
