@@ -33,7 +33,7 @@ from chatgate.http.requests import json
 from chatgate.http.routes import admin_tools, conversations, directory, end_users, keys, projects, staff, webhooks
 from chatgate.http.routing import Endpoint, docs_page, openapi_document, starlette_routes
 from chatgate.services.bundle import Services
-from chatgate.services.caches import ProjectCache, SessionCache
+from chatgate.services.caches import ProjectCache, SessionCache, SessionUserCache
 from chatgate.services.context import ServiceContext
 from chatgate.services.live import LiveHub
 from chatgate.services.maintenance import EVERY_SECONDS
@@ -73,6 +73,7 @@ def build_services(
         live=live,
         projects=ProjectCache(storage, live, enabled=caching),
         sessions=SessionCache(storage, live, enabled=caching),
+        session_users=SessionUserCache(storage, live, enabled=caching),
         webhook_sender=HttpWebhookSender(settings.webhook_allow_private),
         sign_ins=sign_ins or NoSignInMetrics(),
     )

@@ -236,6 +236,71 @@ def test_a_setting_changed_while_the_listeners_are_cut_off_still_applies_everywh
     assert r.status == 403 and r.json()["error"]["code"] == "auth_method_disabled", r.text
 
 
+def test_a_user_who_signs_in_again_looks_the_same_everywhere(service: Service) -> None:
+    """auth/me on B answers from B's copy of the session's user (PostgreSQL): new names from a later
+    login on A, and an externalId A attached, show on B at once."""
+    a, b = service.a, service.b
+    pid, secret = new_project(a, staff_token(a))
+    me = f"/v1/projects/{pid}/auth/me"
+
+    def exchange(door: Door, user: dict[str, str]) -> Reply:
+        r = door.post(
+            f"/v1/projects/{pid}/auth/external-code", json_body={"externalAuthCode": hs256(secret, {"user": user})}
+        )
+        assert r.status == 200, r.text
+        return r
+
+    first = {"Authorization": exchange(a, {"id": "ada", "firstname": "Ada"}).json()["token"]}
+    assert b.get(me, headers=first).json()["user"]["firstname"] == "Ada"  # B keeps it now
+    renamed = exchange(a, {"id": "ada", "firstname": "Grace"}).json()["user"]
+    r = eventually(lambda: b.get(me, headers=first), lambda r: r.json()["user"]["firstname"] == "Grace")
+    assert r.json()["user"]["firstname"] == "Grace", r.text
+    assert r.json()["user"]["lastSeenAt"] == renamed["lastSeenAt"]
+
+    email = unique_email("kustomer")
+    login = f"/v1/projects/{pid}/auth/customer/login"
+    now = int(time.time())
+    r = a.post(login, json_body={"jwtToken": hs256(secret, {"email": email, "iat": now})})
+    assert r.status == 200, r.text
+    customer = {"Authorization": r.json()["token"]}
+    assert b.get(me, headers=customer).json()["user"]["externalId"] is None
+    r = a.post(login, json_body={"jwtToken": hs256(secret, {"email": email, "externalId": "crm-7", "iat": now})})
+    assert r.status == 200 and r.json()["externalId"] == "crm-7", r.text
+    r = eventually(lambda: b.get(me, headers=customer), lambda r: r.json()["user"]["externalId"] == "crm-7")
+    assert r.json()["user"]["externalId"] == "crm-7", r.text
+
+
+def test_a_user_renamed_while_the_listeners_are_cut_off_is_renamed_everywhere(service: Service) -> None:
+    """A user's change is announced, never stored: B must drop what it kept from before its listening
+    connection was cut, rather than wait for a notice that was lost."""
+    if not service.setup.startswith("postgresql"):
+        pytest.skip("SQLite processes read users from the database every time")
+    a, b = service.a, service.b
+    pid, secret = new_project(a, staff_token(a))
+    me = f"/v1/projects/{pid}/auth/me"
+    exchange = f"/v1/projects/{pid}/auth/external-code"
+    r = a.post(exchange, json_body={"externalAuthCode": hs256(secret, {"user": {"id": "lin", "firstname": "Lin"}})})
+    session = {"Authorization": r.json()["token"]}
+    assert b.get(me, headers=session).json()["user"]["firstname"] == "Lin"
+    service.db.execute(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+        " WHERE datname = current_database() AND query LIKE 'LISTEN%'"
+    )
+    r = a.post(exchange, json_body={"externalAuthCode": hs256(secret, {"user": {"id": "lin", "firstname": "Mei"}})})
+    assert r.status == 200, r.text  # its notice reaches nobody
+    listening = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN%'"
+    deadline = time.monotonic() + 10
+    while service.db.rows(listening)[0][0] < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    # Listening again (a second or so later), B has dropped its old copy...
+    assert b.get(me, headers=session).json()["user"]["firstname"] == "Mei"
+    # ... keeps the new one, and forgets it when told.
+    r = a.post(exchange, json_body={"externalAuthCode": hs256(secret, {"user": {"id": "lin", "firstname": "Zoe"}})})
+    assert r.status == 200, r.text
+    r = eventually(lambda: b.get(me, headers=session), lambda r: r.json()["user"]["firstname"] == "Zoe")
+    assert r.json()["user"]["firstname"] == "Zoe", r.text
+
+
 @pytest.mark.slow
 def test_the_seat_limit_is_exact_across_processes(service: Service) -> None:
     limit, attempts = 5, 20

@@ -64,12 +64,16 @@ class EventType(enum.StrEnum):
     CONVERSATION_MERGED = "conversation.merged"
     SESSION_REVOKED = "session.revoked"
     # For the servers themselves, never sent to a socket as a frame: forget a cached project; close
-    # the sockets of a staff member who was removed from the project.
+    # the sockets of a staff member who was removed from the project; forget a cached end user.
     PROJECT_CHANGED = "project.changed"
     MEMBER_REMOVED = "member.removed"
+    USER_CHANGED = "user.changed"
 
 
-INTERNAL_EVENTS = frozenset({EventType.PROJECT_CHANGED, EventType.MEMBER_REMOVED})
+INTERNAL_EVENTS = frozenset({EventType.PROJECT_CHANGED, EventType.MEMBER_REMOVED, EventType.USER_CHANGED})
+# A hint is an event that is not stored and has no seq: only this process's caches and the listening
+# processes hear of it (services/caches.py).
+HINT_SEQ = 0
 
 
 @dataclass(frozen=True)

@@ -1,15 +1,21 @@
 """Copies of rows that every request reads and that rarely change, kept per process on PostgreSQL.
 
 A token sign-in reads its project (settings, sealed secret) before anything
-else, and every authenticated request reads its session; on PostgreSQL each
-is a round trip for a row that changes a few times a year (a project) or
-once (a session, when it ends). Each process keeps what it has read and
-forgets an entry when any process commits a change to it: the change writes
-an event in its own transaction (``project.changed``, ``session.revoked``),
-the committing process forgets at once, the others when the event feed
-brings it (milliseconds later). While the feed is not connected (a lost
-PostgreSQL listener) the copies are bypassed; a copy is kept at most
-MAX_AGE_SECONDS in any case.
+else, every authenticated request reads its session, and ``auth/me`` (polled
+by the browser API's ``isLoggedIn``) its session's user; on PostgreSQL each
+is a round trip for a row that changes a few times a year (a project), once
+(a session, when it ends) or at most once a minute (a user, when it signs in
+again). Each process keeps what it has read and forgets an entry when any
+process commits a change to it: the change writes an event in its own
+transaction (``project.changed``, ``session.revoked``), the committing
+process forgets at once, the others when the event feed brings it
+(milliseconds later). A user's names and last visit are not worth a stored
+event on every sign-in: their change is a hint (``user.changed``), announced
+after the commit and never stored, so a hint lost with a process that died
+in that instant leaves a copy of them stale until MAX_AGE_SECONDS (ended
+sessions are always stored events). While the feed is not connected (a lost
+PostgreSQL listener) the copies are bypassed, and what was kept before it
+reconnected is dropped; a copy is kept at most MAX_AGE_SECONDS in any case.
 
 On SQLite a read costs microseconds, less than the feed's polling delay
 would risk: the caches are off there (``enabled=False``).
@@ -22,7 +28,7 @@ from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
 from chatgate.domain.conversations import Event, EventType
-from chatgate.domain.models import Project, Session
+from chatgate.domain.models import EndUser, Project, Session
 from chatgate.services.live import LiveHub
 from chatgate.services.ports import Storage
 
@@ -51,14 +57,17 @@ class Copies(Generic[V]):
         self._entries: dict[str, tuple[V, float]] = {}
         # Bumped by every change: a read that started before a change must not store its old copy.
         self._generation = 0
+        self._epoch = live.epoch
         live.on_change(self._forget_for)
 
     async def get(self, key: str) -> V | None:
         if not self.enabled:
             return await self._load(key)
-        if not self.live.connected:
-            self._entries.clear()
-            return await self._load(key)
+        if not self.live.connected or self.live.epoch != self._epoch:
+            self._clear()
+            self._epoch = self.live.epoch
+            if not self.live.connected:
+                return await self._load(key)
         cached = self._entries.get(key)
         if cached is not None and time.monotonic() - cached[1] < MAX_AGE_SECONDS:
             return cached[0]
@@ -66,19 +75,25 @@ class Copies(Generic[V]):
         value = await self._load(key)
         if value is not None and generation == self._generation and self.live.connected:
             if len(self._entries) >= MAX_ENTRIES:
-                self._entries.clear()
-            self._entries[key] = (value, time.monotonic())
+                self._clear()
+            self._store(key, value)
         return value
 
     def forget(self, key: str) -> None:
         self._generation += 1
         self._entries.pop(key, None)
 
+    def _store(self, key: str, value: V) -> None:
+        self._entries[key] = (value, time.monotonic())
+
+    def _clear(self) -> None:
+        self._generation += 1
+        self._entries.clear()
+
     def _forget_for(self, event: Event) -> None:
         keys = self._keys_of(event)
         if keys is None:  # the event may concern any entry
-            self._generation += 1
-            self._entries.clear()
+            self._clear()
             return
         for key in keys:
             self.forget(key)
@@ -120,3 +135,36 @@ def _ended_session(event: Event) -> list[str] | None:
         return []
     # One session, or (no session named) every session of a user: forget them all, it is rare.
     return [event.session_id] if event.session_id else None
+
+
+class SessionUserCache(Copies[tuple[Session, EndUser]]):
+    """End-user sessions with their user, for ``auth/me``: forgotten when the session ends, and every
+    session of a user kept here when that user changes or all of their sessions end."""
+
+    def __init__(self, storage: Storage, live: LiveHub, *, enabled: bool) -> None:
+        async def load(session_id: str) -> tuple[Session, EndUser] | None:
+            async with storage.read() as tx:
+                session, user = await tx.sessions.get_with_end_user(session_id)
+            return (session, user) if session is not None and user is not None else None
+
+        super().__init__(live, load, _ended_session, enabled=enabled)
+        self._sessions_of: dict[str, set[str]] = {}  # user id -> the session ids kept for that user
+
+    def _store(self, key: str, value: tuple[Session, EndUser]) -> None:
+        super()._store(key, value)
+        self._sessions_of.setdefault(value[1].id, set()).add(key)
+
+    def _clear(self) -> None:
+        super()._clear()
+        self._sessions_of.clear()
+
+    def _forget_for(self, event: Event) -> None:
+        concerns_user = event.type is EventType.USER_CHANGED or (
+            event.type is EventType.SESSION_REVOKED and event.session_id is None
+        )
+        if not concerns_user or event.user_id is None:
+            super()._forget_for(event)
+            return
+        self._generation += 1  # a copy of this user being read right now is already old
+        for session_id in self._sessions_of.pop(event.user_id, ()):
+            self._entries.pop(session_id, None)

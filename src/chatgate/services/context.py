@@ -12,7 +12,7 @@ from chatgate.crypto.secrets import SecretBox
 from chatgate.crypto.tokens import SessionTokenCodec
 from chatgate.domain.ids import new_id
 from chatgate.domain.models import AuditEvent, SessionKind
-from chatgate.services.caches import ProjectCache, SessionCache
+from chatgate.services.caches import ProjectCache, SessionCache, SessionUserCache
 from chatgate.services.live import LiveHub
 from chatgate.services.ports import Storage, Transaction, WebhookSender
 from chatgate.services.rate_limits import RateLimiter
@@ -35,6 +35,7 @@ class ServiceContext:
     live: LiveHub
     projects: ProjectCache
     sessions: SessionCache
+    session_users: SessionUserCache
     webhook_sender: WebhookSender
     clock: Callable[[], datetime] = utc_now
     sign_ins: SignInMetrics = field(default_factory=NoSignInMetrics)

@@ -246,15 +246,13 @@ class EndUserAuthService:
         claims = self.sessions.peek(session_token)
         if claims is None:
             return None
-        async with self.ctx.storage.read() as tx:
-            session, user = await tx.sessions.get_with_end_user(str(claims.get("sid")))
-        if (
-            self.sessions.is_live(session, claims)
-            and session is not None
-            and session.kind is SessionKind.END_USER
-            and session.project_id == project_id
-        ):
-            return user
+        # One statement, or on PostgreSQL usually none (the process's copy: services/caches.py).
+        kept = await self.ctx.session_users.get(str(claims.get("sid")))
+        if kept is None:
+            return None
+        session, user = kept
+        if self.sessions.is_live(session, claims) and session.kind is SessionKind.END_USER:
+            return user if session.project_id == project_id else None
         return None
 
     # -- trying a token without signing in (the token tester) ---------------
@@ -471,6 +469,7 @@ class EndUserAuthService:
             return None
         if not await tx.end_users.attach_external_id(user.id, project.id, external_id):
             return None
+        await tx.events.hint(_user_changed(user))
         return external_id
 
     @staticmethod
@@ -555,6 +554,7 @@ class EndUserAuthService:
         if recently and not changes:
             return user
         await tx.end_users.seen(user.id, now, changes)
+        await tx.events.hint(_user_changed(user))
         return replace(user, last_seen_at=now, **changes)
 
     async def _merge_visitor(
@@ -675,3 +675,8 @@ def _signed_in(user: EndUser, method: str, *, created: bool) -> list[tuple[Webho
 def sessions_ended(project_id: str, user_id: str, reason: str) -> Event:
     """Every session of the user ended: their sockets close once the transaction commits."""
     return Event(EventType.SESSION_REVOKED, project_id, {"reason": reason}, user_id=user_id)
+
+
+def _user_changed(user: EndUser) -> Event:
+    """For the processes' copies of this user (``auth/me``): not stored, see services/caches.py."""
+    return Event(EventType.USER_CHANGED, user.project_id, {}, user_id=user.id)

@@ -13,7 +13,7 @@ from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from chatgate.domain.conversations import Event, EventType, Viewer
+from chatgate.domain.conversations import HINT_SEQ, Event, EventType, Viewer
 from chatgate.services.ports import EventFeed
 
 log = logging.getLogger("chatgate.live")
@@ -56,6 +56,10 @@ class LiveHub:
     def connected(self) -> bool:
         return self.feed.connected
 
+    @property
+    def epoch(self) -> int:
+        return self.feed.epoch
+
     def subscribe(self, subscriber: Subscriber) -> None:
         viewer = subscriber.viewer
         self._sessions[viewer.session_id].add(subscriber)
@@ -88,10 +92,11 @@ class LiveHub:
         self._deliver_once(event)
 
     def _deliver_once(self, event: Event) -> None:
-        # A feed that reconnects reads again what it may have delivered already.
-        if event.seq in self._delivered:
-            return
-        self._remember(event.seq)
+        # A feed that reconnects reads again what it may have delivered already (hints are never read again).
+        if event.seq != HINT_SEQ:
+            if event.seq in self._delivered:
+                return
+            self._remember(event.seq)
         self._dispatch(event)
 
     def _remember(self, seq: int) -> None:

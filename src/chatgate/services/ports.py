@@ -190,6 +190,10 @@ class EventRepository(Protocol):
     async def add(self, event: Event) -> Event:
         """Store the event; the same event numbered with its ``seq``."""
 
+    async def hint(self, event: Event) -> None:
+        """Tell the caches of every process about an internal event once the transaction commits, without
+        storing it (a hint that is lost costs a cached copy its freshness, never a socket an event)."""
+
     async def since(self, viewer: Viewer, after_seq: int, limit: int) -> list[Event]:
         """The events ``viewer`` may see after ``after_seq``, in order."""
 
@@ -348,5 +352,10 @@ class EventFeed(Protocol):
     @property
     def connected(self) -> bool:
         """False while events from other processes may be missed (a lost listening connection)."""
+
+    @property
+    def epoch(self) -> int:
+        """Changes whenever the feed (re)connects: hints sent while it was away are not read again, so
+        what was cached before is no longer known to be fresh."""
 
     async def close(self) -> None: ...

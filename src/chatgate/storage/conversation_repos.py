@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 
 from chatgate.domain.conversations import (
+    HINT_SEQ,
     Conversation,
     ConversationStatus,
     Event,
@@ -217,6 +218,9 @@ class EventRepo:
             **values,
         )
         return self.added_as(event, int(seq))
+
+    async def hint(self, event: Event) -> None:
+        self.added.append(event.numbered(HINT_SEQ))
 
     @staticmethod
     def values(event: Event) -> dict[str, Any]:

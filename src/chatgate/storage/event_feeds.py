@@ -20,7 +20,7 @@ from typing import Any
 
 import asyncpg
 
-from chatgate.domain.conversations import Event
+from chatgate.domain.conversations import HINT_SEQ, Event
 from chatgate.storage.conversation_repos import NOTIFY_CHANNEL, event_from_notice
 from chatgate.storage.postgres import PostgresStorage
 from chatgate.storage.sqlite import SqliteStorage
@@ -46,6 +46,10 @@ class SqliteEventFeed:
     @property
     def connected(self) -> bool:
         return True
+
+    @property
+    def epoch(self) -> int:
+        return 0
 
     async def start(self, deliver: Deliver) -> None:
         async with self.storage.read() as tx:
@@ -79,11 +83,16 @@ class PostgresEventFeed:
         self._queue: asyncio.Queue[str] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
         self._last = 0
+        self._connections = 0
         self._lost = asyncio.Event()
 
     @property
     def connected(self) -> bool:
         return self._listener is not None and not self._listener.is_closed()
+
+    @property
+    def epoch(self) -> int:
+        return self._connections
 
     async def start(self, deliver: Deliver) -> None:
         with contextlib.suppress(Exception):  # the database may be away at start: _keep_listening retries
@@ -100,6 +109,7 @@ class PostgresEventFeed:
         await connection.add_listener(NOTIFY_CHANNEL, self._on_notice)
         connection.add_termination_listener(lambda _c: self._lost.set())
         self._listener = connection
+        self._connections += 1
         self._lost.clear()
 
     def _on_notice(self, _connection: Any, _pid: int, _channel: str, payload: str) -> None:
@@ -121,6 +131,10 @@ class PostgresEventFeed:
                 continue
             try:
                 seq, noticed = event_from_notice(payload)
+                if seq == HINT_SEQ:  # not stored, not in seq order: for the caches, at once
+                    if noticed is not None:
+                        await deliver(noticed)
+                    continue
                 event = noticed or await self._read(seq)
                 if event is None:
                     continue
