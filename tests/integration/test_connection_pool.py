@@ -57,6 +57,26 @@ def test_waiting_requests_are_served_in_the_order_they_came(postgres_database: s
     assert with_pool(postgres_database, 1, scenario) == [0, 1, 2, 3, 4]
 
 
+def test_a_request_that_goes_before_others_is_served_next(postgres_database: str) -> None:
+    async def scenario(pool: ConnectionPool) -> list[str]:
+        served: list[str] = []
+
+        async def request(name: str, before_others: bool) -> None:
+            async with pool.connection(before_others=before_others) as connection:
+                await connection.fetchval("SELECT 1")
+                served.append(name)
+
+        async with pool.connection():
+            waiting = []
+            for name, first in (("request 1", False), ("request 2", False), ("notices", True)):
+                waiting.append(asyncio.create_task(request(name, first)))
+                await asyncio.sleep(0.01)
+        await asyncio.gather(*waiting)
+        return served
+
+    assert with_pool(postgres_database, 1, scenario) == ["notices", "request 1", "request 2"]
+
+
 def test_a_request_cancelled_while_waiting_takes_no_connection_with_it(postgres_database: str) -> None:
     async def scenario(pool: ConnectionPool) -> tuple[int, int]:
         async with pool.connection():
@@ -72,34 +92,39 @@ def test_a_request_cancelled_while_waiting_takes_no_connection_with_it(postgres_
     assert with_pool(postgres_database, 1, scenario) == (1, 1)
 
 
-def test_a_connection_cancelled_mid_statement_is_replaced(postgres_database: str) -> None:
+def backend_pids_around(url: str, mishap: Callable[[ConnectionPool, int], Awaitable[None]]) -> tuple[int, int]:
+    """The backend of a one-connection pool before ``mishap`` befalls its connection, and after."""
+
     async def scenario(pool: ConnectionPool) -> tuple[int, int]:
         before = await backend_pid(pool)
-        with pytest.raises(TimeoutError):
-            async with asyncio.timeout(0.2), pool.connection() as connection:
-                await connection.execute("SELECT pg_sleep(5)")
-        async with asyncio.timeout(2):  # not stuck behind the statement that was still running
+        await mishap(pool, before)
+        async with asyncio.timeout(2):  # not stuck behind what befell the first connection
             after = await backend_pid(pool)
         assert pool.size == 1
         return before, after
 
-    before, after = with_pool(postgres_database, 1, scenario)
+    return with_pool(url, 1, scenario)
+
+
+def test_a_connection_cancelled_mid_statement_is_replaced(postgres_database: str) -> None:
+    async def cancel_a_statement(pool: ConnectionPool, _backend: int) -> None:
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.2), pool.connection() as connection:
+                await connection.execute("SELECT pg_sleep(5)")
+
+    before, after = backend_pids_around(postgres_database, cancel_a_statement)
     assert before != after
 
 
 def test_a_connection_the_database_closed_is_replaced(postgres_database: str) -> None:
-    async def scenario(pool: ConnectionPool) -> tuple[int, int]:
-        before = await backend_pid(pool)
+    async def terminate_it(_pool: ConnectionPool, backend: int) -> None:
         admin = ConnectionPool(dsn_of(postgres_database), 1, connect_timeout=10, init=_nothing)
         async with admin.connection() as connection:
-            await connection.execute("SELECT pg_terminate_backend($1)", before)
+            await connection.execute("SELECT pg_terminate_backend($1)", backend)
         await admin.close()
         await asyncio.sleep(0.2)  # the idle connection hears that it was closed
-        after = await backend_pid(pool)
-        assert pool.size == 1
-        return before, after
 
-    before, after = with_pool(postgres_database, 1, scenario)
+    before, after = backend_pids_around(postgres_database, terminate_it)
     assert before != after
 
 

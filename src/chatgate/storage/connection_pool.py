@@ -57,8 +57,9 @@ class ConnectionPool:
         return len(self._idle)
 
     @asynccontextmanager
-    async def connection(self) -> AsyncIterator[Connection]:
-        connection = await self._acquire()
+    async def connection(self, *, before_others: bool = False) -> AsyncIterator[Connection]:
+        """A connection; ``before_others`` goes ahead of the requests already waiting for one."""
+        connection = await self._acquire(before_others)
         try:
             yield connection
         except Exception:  # a statement refused, or ours between statements: the connection is fine
@@ -69,7 +70,7 @@ class ConnectionPool:
             raise
         await self._release(connection, reusable=True)
 
-    async def _acquire(self) -> Connection:
+    async def _acquire(self, before_others: bool) -> Connection:
         while True:
             if self._closed:
                 raise PoolClosed("the connection pool is closed")
@@ -81,7 +82,10 @@ class ConnectionPool:
             if self._size < self.max_size:
                 return await self._open()
             waiter: asyncio.Future[Connection | None] = asyncio.get_running_loop().create_future()
-            self._waiters.append(waiter)
+            if before_others:
+                self._waiters.appendleft(waiter)
+            else:
+                self._waiters.append(waiter)
             try:
                 connection = await waiter
             except BaseException:

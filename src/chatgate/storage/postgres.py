@@ -79,7 +79,6 @@ class PostgresStorage:
         self.committed = CommitHook()
         self._notices: list[str] = []
         self._announcer: asyncio.Task[None] | None = None
-        self._announcing: Any = None  # the connection that sends notices (asyncpg.Connection)
 
     async def start(self) -> None:
         """Open the pool, and one connection if the database answers.
@@ -98,13 +97,13 @@ class PostgresStorage:
                     await self.ping()
 
     @asynccontextmanager
-    async def _connection(self) -> AsyncIterator[Any]:
+    async def _connection(self, *, before_others: bool = False) -> AsyncIterator[Any]:
         """A pooled connection; losing the database is StorageUnavailable (503), not the request's fault."""
         if self._pool is None:
             raise StorageUnavailable(RuntimeError("the storage is not started"))
         lent = False
         try:
-            async with self._pool.connection() as connection:
+            async with self._pool.connection(before_others=before_others) as connection:
                 lent = True
                 yield connection
         except Exception as exc:
@@ -156,11 +155,13 @@ class PostgresStorage:
         lock through that transaction's WAL flush, and every message would
         commit alone. Sent afterwards, the notices of all the requests that
         commit meanwhile go in one statement whose commit is not waited for
-        (a notice is worth nothing after a crash). They go over a connection
-        of their own: in the pool's queue, behind the requests, a notice
-        waited as long as a request, and every process's events waited for it
-        (listeners hand events on in seq order). A notice that is lost (this
-        process dies first) is found by the listeners in the table.
+        (a notice is worth nothing after a crash). The batch takes a pooled
+        connection ahead of the requests waiting for one: behind them it
+        waited as long as a request, and every process's listeners, which
+        hand events on in seq order, held back the events after it. (A
+        connection of its own cost more: sent at once, batches were smaller,
+        and each notification wakes every listener.) A notice that is lost
+        (this process dies first) is found by the listeners in the table.
         """
         self._notices.extend(notice_of(event) for event in events)
         if self._announcer is None or self._announcer.done():
@@ -170,14 +171,13 @@ class PostgresStorage:
         while self._notices:
             batch, self._notices = self._notices, []
             try:
-                if self._announcing is None or self._announcing.is_closed():
-                    self._announcing = await asyncpg.connect(self.dsn, timeout=CONNECT_TIMEOUT_SECONDS)
-                await self._announcing.execute(
-                    "SELECT pg_notify($1, notice) FROM (SELECT set_config('synchronous_commit', 'off', true))"
-                    " AS no_wait, unnest($2::text[]) AS notice",
-                    NOTIFY_CHANNEL,
-                    batch,
-                )
+                async with self._connection(before_others=True) as connection:
+                    await connection.execute(
+                        "SELECT pg_notify($1, notice) FROM (SELECT set_config('synchronous_commit', 'off', true))"
+                        " AS no_wait, unnest($2::text[]) AS notice",
+                        NOTIFY_CHANNEL,
+                        batch,
+                    )
             except Exception:
                 log.warning("could not announce %d committed event(s); the listeners will read them", len(batch))
 
@@ -191,13 +191,6 @@ class PostgresStorage:
         return PoolUsage(self._pool.size, self._pool.idle, self._pool.max_size)
 
     async def close(self) -> None:
-        if self._announcer is not None:  # the last notices go out first
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._announcer, 5)
-        if self._announcing is not None:
-            with contextlib.suppress(Exception):
-                await self._announcing.close(timeout=5)
-            self._announcing = None
         if self._pool is not None:
             await self._pool.close()
             self._pool = None
