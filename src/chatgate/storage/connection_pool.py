@@ -124,37 +124,35 @@ class ConnectionPool:
         return connection
 
     async def _release(self, connection: Connection, reusable: bool) -> None:
-        if reusable and not connection.is_closed() and connection.is_in_transaction():
-            try:
+        try:
+            if reusable and not connection.is_closed() and connection.is_in_transaction():
                 await connection.execute("ROLLBACK")
-            except BaseException:
-                reusable = False
-                raise
-            finally:
-                self._put_back(connection, reusable)
-            return
-        self._put_back(connection, reusable)
+        except BaseException:
+            reusable = False
+            raise
+        finally:
+            self._put_back(connection, reusable)
 
     def _put_back(self, connection: Connection, reusable: bool) -> None:
         if self._closed or not reusable or connection.is_closed():
             connection.terminate()
             self._size -= 1
             self._free_place()
-            return
+        elif not self._hand_over(connection):
+            self._idle.append(connection)
+
+    def _free_place(self) -> None:
+        """A connection closed: the longest waiter may open a new one."""
+        self._hand_over(None)
+
+    def _hand_over(self, connection: Connection | None) -> bool:
+        """Give the first waiter still waiting a connection (None: a free place); False if none waits."""
         while self._waiters:
             waiter = self._waiters.popleft()
             if not waiter.done():
                 waiter.set_result(connection)
-                return
-        self._idle.append(connection)
-
-    def _free_place(self) -> None:
-        """A connection closed: the longest waiter may open a new one."""
-        while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
-                return
+                return True
+        return False
 
     async def close(self) -> None:
         self._closed = True
