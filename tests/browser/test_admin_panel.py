@@ -23,7 +23,17 @@ from playwright.sync_api import expect
 from websockets.sync.client import ClientConnection, connect
 
 from browser_fixtures import serious_accessibility_violations
-from conftest import ROOT, Project, Server, Staff, make_project, sign_up_staff, start_server, unique_email
+from conftest import (
+    ROOT,
+    Project,
+    Server,
+    Staff,
+    fit_in_one_window,
+    make_project,
+    sign_up_staff,
+    start_server,
+    unique_email,
+)
 from jwt_tools import hs256, now
 
 pytestmark = pytest.mark.browser
@@ -176,6 +186,7 @@ def test_too_many_sign_in_attempts_say_how_long_to_wait(page: Any, tmp_path: Pat
     server = start_server(tmp_path, None, workers=1, extra_env={"CHATGATE_RATE_LIMITS": "signin_account=2/300"})
     try:
         page.goto(f"{server.url}/admin")
+        fit_in_one_window(300)
         for _ in range(3):
             page.get_by_label("Email").fill("someone@example.com")
             page.get_by_label("Password").fill("wrong password")

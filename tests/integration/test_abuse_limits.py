@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from conftest import PASSWORD, Server, start_server, unique_email
+from conftest import PASSWORD, Server, fit_in_one_window, start_server, unique_email
 
 
 @pytest.fixture(scope="module")
@@ -26,6 +26,7 @@ def strict_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 def test_signin_throttles_per_account_and_ip(strict_server: Server) -> None:
     with httpx.Client(base_url=strict_server.url, headers={"X-Forwarded-For": "203.0.113.1"}) as api:
         email = unique_email("throttle")
+        fit_in_one_window(300)
         api.post("/v1/auth/signup", json={"email": email, "password": PASSWORD, "firstname": "T", "lastname": "T"})
         statuses = [
             api.post("/v1/auth/signin", json={"email": email, "password": "wrong password!"}).status_code
@@ -44,6 +45,7 @@ def test_signin_throttles_per_account_and_ip(strict_server: Server) -> None:
 def test_signups_and_anonymous_sign_ins_are_throttled_per_ip(strict_server: Server) -> None:
     with httpx.Client(base_url=strict_server.url, headers={"X-Forwarded-For": "203.0.113.2"}) as api:
         emails = [unique_email() for _ in range(4)]
+        fit_in_one_window(3600)
         codes = [
             api.post(
                 "/v1/auth/signup", json={"email": e, "password": PASSWORD, "firstname": "a", "lastname": "b"}
@@ -53,6 +55,7 @@ def test_signups_and_anonymous_sign_ins_are_throttled_per_ip(strict_server: Serv
         assert codes == [200, 200, 200, 429]
         token = api.post("/v1/auth/signin", json={"email": emails[0], "password": PASSWORD}).json()["token"]
         pid = api.post("/v1/projects", json={"name": "p"}, headers={"Authorization": token}).json()["_id"]
+        fit_in_one_window(60)
         codes = [api.post("/v1/auth/signinAnonymously", json={"id_project": pid}).status_code for _ in range(5)]
         assert codes == [200, 200, 200, 200, 429]
         # Another address (through the trusted proxy) has its own budget.

@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
-from conftest import RELAXED_RATES, Db, Project, Server, make_project, sign_up_staff, start_server
+from conftest import RELAXED_RATES, Db, Project, Server, fit_in_one_window, make_project, sign_up_staff, start_server
 from live_tools import (
     EndUser,
     api_key,
@@ -559,6 +559,7 @@ def test_messages_past_the_sender_rate_are_429_with_retry_after(capped: Server, 
     project = make_project(api, sign_up_staff(api))
     user = customer(api, project, "rated")
     conv = start(api, project.id, user.auth)
+    fit_in_one_window(60)
     for i in range(3):
         say(api, project.id, conv["id"], user.auth, f"m{i}")
     r = post(api, project.id, conv["id"], user.auth, {"text": "one too many"})

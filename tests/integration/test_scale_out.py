@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import pytest
 
 from chatgate.crypto.secrets import ServerKeys
-from conftest import PASSWORD, Db, Server, start_server, unique_email
+from conftest import PASSWORD, Db, Server, fit_in_one_window, start_server, unique_email
 from doors import Door, Reply, worker_doors
 from jwt_tools import hs256
 
@@ -329,13 +329,6 @@ def test_the_seat_limit_is_exact_across_processes(service: Service) -> None:
     assert Counter(r.status for r in replies) == {200: limit, 403: attempts - limit}, [r.text for r in replies]
     assert {r.json()["error"]["code"] for r in replies if r.status == 403} == {"seat_limit_reached"}
     assert service.db.count("end_users", "project_id = :p", p=pid) == limit
-
-
-def fit_in_one_window(seconds: int, needed: float = 20.0) -> None:
-    """Windows are fixed: start the attempts early enough that they all fall in one."""
-    left = seconds - time.time() % seconds
-    if left < needed:
-        time.sleep(left + 0.1)
 
 
 def test_wrong_passwords_spread_over_processes_are_limited_as_on_one(service: Service) -> None:
