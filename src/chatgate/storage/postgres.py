@@ -33,6 +33,7 @@ from chatgate.domain.conversations import Event
 from chatgate.errors import StorageUnavailable
 from chatgate.storage.connection_pool import ConnectionPool
 from chatgate.storage.conversation_repos import NOTIFY_CHANNEL, notice_of
+from chatgate.storage.planner_statistics import keep_statistics
 from chatgate.storage.repositories import CommitHook, Store
 from chatgate.storage.sql import PostgresSql, numbered
 
@@ -79,6 +80,7 @@ class PostgresStorage:
         self.committed = CommitHook()
         self._notices: list[str] = []
         self._announcer: asyncio.Task[None] | None = None
+        self._statistics: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         """Open the pool, and one connection if the database answers.
@@ -95,6 +97,7 @@ class PostgresStorage:
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(WARM_UP_SECONDS):
                     await self.ping()
+            self._statistics = asyncio.get_running_loop().create_task(keep_statistics(self._connection))
 
     @asynccontextmanager
     async def _connection(self, *, before_others: bool = False) -> AsyncIterator[Any]:
@@ -191,6 +194,11 @@ class PostgresStorage:
         return PoolUsage(self._pool.size, self._pool.idle, self._pool.max_size)
 
     async def close(self) -> None:
+        if self._statistics is not None:
+            self._statistics.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._statistics
+            self._statistics = None
         if self._pool is not None:
             await self._pool.close()
             self._pool = None

@@ -1,0 +1,73 @@
+"""Planner statistics for Chatgate's tables when PostgreSQL's autovacuum is off.
+
+Without statistics the planner guesses that ``project_id = $1`` matches one
+row, so every index that starts with ``project_id`` looks as cheap as the
+unique one, and it picks the smallest: a login's ``project_id = $1 AND
+external_id = $2`` then reads all of the project's users through
+``(project_id, id)``. Autovacuum's analyze prevents that (after 50 rows and
+then every 10% of a table changed); with autovacuum off nothing does, so
+Chatgate runs ``ANALYZE`` on its own tables by the same rule. Plans made
+before follow within the prepared statements' lifetime (postgres.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from typing import Any
+
+log = logging.getLogger("chatgate")
+
+CHECK_SECONDS = 2.0
+# autovacuum_analyze_threshold and autovacuum_analyze_scale_factor's defaults.
+ANALYZE_THRESHOLD = 50
+ANALYZE_SCALE_FACTOR = 0.1
+# One process of one instance analyzes at a time (a session-level advisory lock; any fixed key).
+LOCK_KEY = 0x43484154_53544154  # "CHATSTAT"
+
+_STALE_TABLES = """
+SELECT s.relname FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid
+WHERE s.schemaname = current_schema() AND s.relname <> 'alembic_version'
+  AND s.n_mod_since_analyze > $1 + $2 * GREATEST(c.reltuples, 0)
+ORDER BY s.relname
+"""
+
+Connect = Callable[[], AbstractAsyncContextManager[Any]]
+
+
+async def autovacuum_is_off(connection: Any) -> bool:
+    return str(await connection.fetchval("SHOW autovacuum")) == "off"
+
+
+async def analyze_stale_tables(connection: Any) -> list[str]:
+    """ANALYZE the tables changed past autovacuum's rule since their last analyze; their names."""
+    if not await connection.fetchval("SELECT pg_try_advisory_lock($1)", LOCK_KEY):
+        return []  # another process is at it
+    try:
+        rows = await connection.fetch(_STALE_TABLES, ANALYZE_THRESHOLD, ANALYZE_SCALE_FACTOR)
+        stale = [row["relname"] for row in rows]
+        for table in stale:
+            await connection.execute(f'ANALYZE "{table}"')
+        return stale
+    finally:
+        await connection.execute("SELECT pg_advisory_unlock($1)", LOCK_KEY)
+
+
+async def keep_statistics(connect: Connect) -> None:
+    """Run for the life of the process; return at once when autovacuum is on."""
+    checked_autovacuum = False
+    while True:
+        try:
+            async with connect() as connection:
+                if not checked_autovacuum:
+                    if not await autovacuum_is_off(connection):
+                        return
+                    checked_autovacuum = True
+                analyzed = await analyze_stale_tables(connection)
+            if analyzed:
+                log.debug("analyzed %s (autovacuum is off)", ", ".join(analyzed))
+        except Exception:  # the database is away (the health check says so): try again next round
+            log.debug("planner statistics: this round failed", exc_info=True)
+        await asyncio.sleep(CHECK_SECONDS)
