@@ -237,11 +237,11 @@ class ConversationService:
         client_id: str | None,
         identify: Callable[[Transaction], Awaitable[Author]],
     ) -> Posted:
-        """One read (who posts, the conversation, a resent client_id), then one write holding only the
-        message's rows."""
+        """Usually one statement: the message stored if its conversation is open and the author's to
+        post in. Anything else (a closed conversation the user reopens by writing, an unknown or
+        foreign one, a resent client_id) is decided after a read."""
         async with self.ctx.storage.read() as tx:
             author = await identify(tx)
-            conversation = await _visible(tx, author.viewer, project_id, conversation_id)
             first = await tx.messages.by_client_id(conversation_id, author.sender_id, client_id) if client_id else None
         if first is not None:  # a resend answers the first message, and is not counted again
             return Posted(first, False)
@@ -251,13 +251,19 @@ class ConversationService:
             new_id(), conversation_id, project_id, author.sender_type, author.sender_id, text, client_id, now
         )
         announced = Event(
-            EventType.MESSAGE_CREATED,
-            project_id,
-            {"conversationId": conversation.id, "message": message_view(message)},
-            user_id=conversation.user_id,
+            EventType.MESSAGE_CREATED, project_id, {"conversationId": conversation_id, "message": message_view(message)}
         )
+        viewer = author.viewer
+        by_user = author.sender_type is SenderType.USER
         async with self.ctx.storage.write() as tx:
-            if conversation.status is ConversationStatus.CLOSED and author.sender_type is SenderType.USER:
+            owner = viewer.end_user_id if viewer is not None else None
+            if looks_like_id(conversation_id) and await tx.messages.post(
+                message, announced, open_only=by_user, owner_id=owner
+            ):
+                return Posted(message, True)
+        async with self.ctx.storage.write() as tx:
+            conversation = await _visible(tx, viewer, project_id, conversation_id)
+            if conversation.status is ConversationStatus.CLOSED and by_user:
                 # The user writing again reopens what staff closed.
                 await tx.conversations.set_status(conversation.id, ConversationStatus.OPEN, now)
                 reopened = replace(conversation, status=ConversationStatus.OPEN, updated_at=now)

@@ -174,10 +174,14 @@ class ConversationRepository(Protocol):
 
 
 class MessageRepository(Protocol):
-    async def post(self, message: Message, event: Event) -> Event | None:
-        """Store the message, mark its conversation updated and store ``event`` (its announcement);
-        None, and nothing written, when the conversation already holds a message of the same
-        sender with this ``client_id``. The transaction's last write."""
+    async def post(
+        self, message: Message, event: Event, *, open_only: bool = False, owner_id: str | None = None
+    ) -> Event | None:
+        """Store the message, mark its conversation updated and store ``event`` (its announcement, for
+        the conversation's user), if the conversation is in the message's project, open when
+        ``open_only``, and ``owner_id``'s when given. None, and nothing written, when it is not, or
+        when the conversation already holds a message of the same sender with this ``client_id``.
+        The transaction's last write."""
 
     async def by_client_id(self, conversation_id: str, sender_id: str, client_id: str) -> Message | None:
         """The sender's earlier message with this ``client_id`` in the conversation."""

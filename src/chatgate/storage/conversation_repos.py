@@ -121,33 +121,41 @@ class MessageRepo:
         self.sql = sql
         self.events = events
 
-    async def post(self, m: Message, event: Event) -> Event | None:
-        """Store the message, touch its conversation and store ``event``; None (and nothing
-        written) when the conversation already holds a message with this ``client_id``."""
-        values = _message_values(m)
+    async def post(
+        self, m: Message, event: Event, *, open_only: bool = False, owner_id: str | None = None
+    ) -> Event | None:
+        """Store the message, touch its conversation and store ``event`` for the conversation's user, if
+        the conversation is in the message's project (and open, with ``open_only``; and ``owner_id``'s,
+        when given). None, and nothing written, when it is not, or when the sender already sent a
+        message with this ``client_id`` there."""
+        values = _message_values(m) | {"open_only": open_only, "owner_id": owner_id}
         if self.sql.dialect != "postgresql":
-            inserted = await self.sql.one(_INSERT_MESSAGE, **values)
-            if inserted is None:
+            postable = await self.sql.one(_POSTABLE, **values)
+            if postable is None or await self.sql.one(_INSERT_MESSAGE, **values) is None:
                 return None
             await self.sql.run(_TOUCH["sqlite"], **values)
-            return await self.events.add(event)
-        # PostgreSQL: one statement, one round trip (the message, the conversation's updatedAt, the
-        # event and its webhook deliveries); atomic without BEGIN/COMMIT when it is the only write.
+            return await self.events.add(event.for_user(postable["user_id"]))
+        # PostgreSQL: one statement, one round trip (the check, the message, the conversation's
+        # updatedAt, the event and its webhook deliveries); atomic without BEGIN/COMMIT when it is
+        # the only write.
         event_values = self.events.values(event)
-        seq = await self.sql.last_write(
-            f"WITH m AS ({_INSERT_MESSAGE}),"  # noqa: S608
+        stored = await self.sql.last_write(
+            f"WITH c AS ({_POSTABLE}),"  # noqa: S608
+            f" m AS ({_INSERT_MESSAGE_FROM_C}),"
             f" t AS ({_TOUCH['postgresql']} AND EXISTS (SELECT 1 FROM m)),"
             " e AS (INSERT INTO events (project_id, type, user_id, session_id, payload, created_at)"
-            " SELECT CAST(:e_project_id AS VARCHAR), CAST(:e_type AS VARCHAR), CAST(:e_user_id AS VARCHAR),"
+            " SELECT CAST(:e_project_id AS VARCHAR), CAST(:e_type AS VARCHAR), c.user_id,"
             " CAST(:e_session_id AS VARCHAR), CAST(:e_payload AS JSON), CAST(:e_created_at AS TIMESTAMPTZ)"
-            " FROM m RETURNING seq),"
+            " FROM m, c RETURNING seq, user_id),"
             f" d AS ({deliveries_of_event('postgresql', 'e')})"
-            " SELECT e.seq FROM e",
+            " SELECT e.seq, e.user_id FROM e",
             **values,
-            **{f"e_{name}": value for name, value in event_values.items()},
+            **{f"e_{name}": value for name, value in event_values.items() if name != "user_id"},
             **delivery_values(m.project_id, event.type.value, event.payload, m.created_at),
         )
-        return None if seq is None else self.events.added_as(event, int(seq))
+        if stored is None:
+            return None
+        return self.events.added_as(event.for_user(stored["user_id"]), int(stored["seq"]))
 
     async def by_client_id(self, conversation_id: str, sender_id: str, client_id: str) -> Message | None:
         row = await self.sql.one(
@@ -298,10 +306,25 @@ _TOUCH = {
     "postgresql": "UPDATE conversations SET updated_at = :created_at WHERE id = (SELECT id FROM conversations"
     " WHERE id = :conversation_id AND updated_at < :created_at FOR UPDATE SKIP LOCKED)",
 }
+_MESSAGE_COLUMNS = "id, conversation_id, project_id, sender_type, sender_id, text, client_id, created_at"
 _INSERT_MESSAGE = (
-    "INSERT INTO messages (id, conversation_id, project_id, sender_type, sender_id, text, client_id, created_at)"
+    f"INSERT INTO messages ({_MESSAGE_COLUMNS})"  # noqa: S608
     " VALUES (:id, :conversation_id, :project_id, :sender_type, :sender_id, :text, :client_id, :created_at)"
     " ON CONFLICT DO NOTHING RETURNING id"
+)
+# The same, once per row of the statement's ``c`` (none: nothing inserted), typed for PostgreSQL.
+_INSERT_MESSAGE_FROM_C = (
+    f"INSERT INTO messages ({_MESSAGE_COLUMNS})"  # noqa: S608
+    " SELECT CAST(:id AS VARCHAR), CAST(:conversation_id AS VARCHAR), CAST(:project_id AS VARCHAR),"
+    " CAST(:sender_type AS VARCHAR), CAST(:sender_id AS VARCHAR), CAST(:text AS VARCHAR),"
+    " CAST(:client_id AS VARCHAR), CAST(:created_at AS TIMESTAMPTZ) FROM c"
+    " ON CONFLICT DO NOTHING RETURNING id"
+)
+# The conversation a message may go to, and whose user its event concerns.
+_POSTABLE = (
+    "SELECT user_id FROM conversations WHERE id = :conversation_id AND project_id = :project_id"  # noqa: S608
+    f" AND (status = '{ConversationStatus.OPEN.value}' OR NOT CAST(:open_only AS BOOLEAN))"
+    " AND (user_id = :owner_id OR CAST(:owner_id AS VARCHAR) IS NULL)"
 )
 
 

@@ -251,11 +251,11 @@ class LazyTransaction(PostgresSql):
         await self.connection.execute(f"{undo} unless_duplicate")
         return changed
 
-    async def last_write(self, sql: str, **params: Any) -> Any:
+    async def last_write(self, sql: str, **params: Any) -> dict[str, Any] | None:
         if self._begun or self._later:
-            value = await self.scalar(sql, **params)
+            value = await self.one(sql, **params)
         else:  # the only write: atomic on its own
-            value = await PostgresSql.scalar(self, sql, **params)
+            value = await PostgresSql.one(self, sql, **params)
         self._finished = True
         return value
 

@@ -62,13 +62,13 @@ class Sql(ABC):
         """
         await self.run(sql, **params)
 
-    async def last_write(self, sql: str, **params: Any) -> Any:
-        """A statement after which the transaction writes nothing more; its first column, as ``scalar``.
+    async def last_write(self, sql: str, **params: Any) -> dict[str, Any] | None:
+        """A statement after which the transaction writes nothing more; its row, as ``one``.
 
         On PostgreSQL, when nothing was written before it either, it is sent
         alone, atomic on its own, without BEGIN and COMMIT (postgres.py).
         """
-        return await self.scalar(sql, **params)
+        return await self.one(sql, **params)
 
     @staticmethod
     def when(value: Any) -> datetime | None:
