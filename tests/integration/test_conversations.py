@@ -584,6 +584,7 @@ def test_a_replayed_client_id_is_answered_even_past_the_rate(capped: Server, cap
     project = make_project(api, sign_up_staff(api))
     user = customer(api, project)
     conv = start(api, project.id, user.auth)
+    fit_in_one_window(60)
     first = say(api, project.id, conv["id"], user.auth, "kept", client_id="retry-me")
     say(api, project.id, conv["id"], user.auth, "two")
     say(api, project.id, conv["id"], user.auth, "three")
@@ -591,6 +592,20 @@ def test_a_replayed_client_id_is_answered_even_past_the_rate(capped: Server, cap
     assert r.status_code == 201, f"a retry of a stored message answered {r.status_code}: {r.text}"
     assert r.json() == first and r.headers.get("idempotent-replayed") == "true"
     assert db.count("messages", "conversation_id = :c", c=conv["id"]) == 3
+
+
+def test_posts_answered_404_count_against_the_sender_rate(capped: Server, capped_api: httpx.Client) -> None:
+    api, db = capped_api, Db(capped.engine)
+    project = make_project(api, sign_up_staff(api))
+    user, other = customer(api, project), customer(api, project)
+    own, foreign = start(api, project.id, user.auth), start(api, project.id, other.auth)
+    fit_in_one_window(60)
+    for conversation_id in (secrets.token_hex(12), foreign["id"], secrets.token_hex(12)):
+        r = post(api, project.id, conversation_id, user.auth, {"text": "probing"})
+        assert (r.status_code, error(r)["code"]) == (404, "conversation_not_found"), r.text
+    r = post(api, project.id, own["id"], user.auth, {"text": "the fourth attempt"})
+    assert (r.status_code, error(r)["code"]) == (429, "rate_limited"), r.text
+    assert db.count("messages", "sender_id = :u", u=user.id) == 0
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
