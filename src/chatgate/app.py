@@ -103,7 +103,13 @@ def create_app(settings: Settings) -> ASGIApp:
     metrics = _metrics() if settings.metrics else None
     services = build_services(settings, storage, metrics)
     endpoints = api_endpoints(services)
-    document = openapi_document(endpoints, settings.public_url, version("chatgate"), metrics_page=settings.metrics)
+    document = openapi_document(
+        endpoints,
+        settings.public_url,
+        version("chatgate"),
+        metrics_page=settings.metrics,
+        staff_basic=settings.staff_basic_auth,
+    )
 
     async def healthz(_request: Request) -> Response:
         health = await services.health.check()

@@ -333,6 +333,14 @@ def failed_signins(db: Db, staff_id: str) -> list[Any]:
     return [(json.loads(details) if isinstance(details, str) else details, pid) for details, pid in rows]
 
 
+def test_the_api_description_offers_basic_on_staff_routes(basic_api: httpx.Client) -> None:
+    spec = basic_api.get("/openapi.json").json()
+    assert spec["components"]["securitySchemes"]["staffBasic"]["scheme"] == "basic"
+    assert {"staffBasic": []} in spec["paths"]["/v1/staff/me"]["get"]["security"]
+    # Never for end users.
+    assert {"staffBasic": []} not in spec["paths"]["/v1/projects/{pid}/auth/me"]["get"]["security"]
+
+
 def test_a_deployment_can_turn_basic_off(tmp_path: Path) -> None:
     server = start_server(tmp_path, None, workers=1, extra_env={"CHATGATE_STAFF_BASIC_AUTH": "false"})
     try:
@@ -347,6 +355,17 @@ def test_a_deployment_can_turn_basic_off(tmp_path: Path) -> None:
             assert r.status_code == 401
             assert db.count("projects") == projects
             assert failed_signins(db, staff.id) == []
+            # Nor does the API description offer it.
+            spec = api.get("/openapi.json").json()
+            assert "staffBasic" not in spec["components"]["securitySchemes"]
+            offered = {
+                name
+                for ops in spec["paths"].values()
+                for op in ops.values()
+                for s in op.get("security", [])
+                for name in s
+            }
+            assert "session" in offered and "staffBasic" not in offered
     finally:
         server.stop()
 

@@ -106,9 +106,16 @@ METRICS_PAGE = (
 
 
 def openapi_document(
-    endpoints: Sequence[Endpoint], public_url: str, version: str, *, metrics_page: bool = False
+    endpoints: Sequence[Endpoint],
+    public_url: str,
+    version: str,
+    *,
+    metrics_page: bool = False,
+    staff_basic: bool = True,
 ) -> dict[str, Any]:
+    """The OpenAPI document of what this server answers: staff HTTP Basic only where it is turned on."""
     schemas: dict[str, Any] = {}
+    schemes = {name: scheme for name, scheme in SECURITY_SCHEMES.items() if staff_basic or name != "staffBasic"}
 
     def ref(model: type[BaseModel]) -> dict[str, str]:
         schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
@@ -145,7 +152,7 @@ def openapi_document(
                 content["application/x-www-form-urlencoded"] = {"schema": ref(e.body)}
             operation["requestBody"] = {"required": True, "content": content}
         if e.auth:
-            operation["security"] = [{name: []} for name in e.security]
+            operation["security"] = [{name: []} for name in e.security if name in schemes]
         error_ref = ref(ErrorOut)
         for status in sorted(set(e.errors) | ({401} if e.auth else set())):
             operation["responses"][str(status)] = {
@@ -175,7 +182,7 @@ def openapi_document(
         },
         "servers": [{"url": public_url}],
         "paths": paths,
-        "components": {"schemas": schemas, "securitySchemes": SECURITY_SCHEMES},
+        "components": {"schemas": schemas, "securitySchemes": schemes},
     }
 
 
