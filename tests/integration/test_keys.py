@@ -6,6 +6,7 @@ import httpx
 
 from conftest import Db, Project, sign_up_staff
 from jwt_tools import hs256
+from live_tools import customer, say, start
 
 
 def test_generate_rotates_the_secret_and_the_old_one_stops_at_once(api: httpx.Client, project: Project) -> None:
@@ -126,3 +127,31 @@ def test_an_expired_api_key_is_refused(api: httpx.Client, project: Project, db: 
     r = api.get("/v1/auth/customer/settings", headers=bearer)
     assert r.status_code == 401
     assert r.json()["error"]["code"] == "invalid_api_key"
+
+
+def test_last_used_at_follows_every_accepted_use_of_a_key(api: httpx.Client, project: Project) -> None:
+    def last_used() -> dict[str, str | None]:
+        keys = api.get(f"/v1/projects/{project.id}/apikeys", headers=project.owner.auth).json()["apikeys"]
+        return {k["name"]: k["lastUsedAt"] for k in keys}
+
+    def make(name: str, roles: list[str]) -> dict[str, str]:
+        r = api.post(
+            f"/v1/projects/{project.id}/apikeys",
+            json={"name": name, "roles": roles, "expires_in_days": None},
+            headers=project.owner.auth,
+        )
+        assert r.status_code == 201, r.text
+        return {"Authorization": f"Bearer {r.json()['key']}"}
+
+    reader, poster = make("reader", ["org.user"]), make("poster", ["org.user"])
+    settings_only = make("admin", ["org.admin"])
+    users = f"/v1/projects/{project.id}/users"
+    # A refused use does not count.
+    assert api.get(users, headers=settings_only).status_code == 403
+    assert last_used() == {"reader": None, "poster": None, "admin": None}
+
+    assert api.get(users, headers=reader).status_code == 200
+    conversation = start(api, project.id, customer(api, project).auth)
+    say(api, project.id, conversation["id"], poster, "from the backend")
+    seen = last_used()
+    assert seen["reader"] is not None and seen["poster"] is not None and seen["admin"] is None, seen

@@ -29,7 +29,7 @@ from chatgate.domain.conversations import (
     message_view,
 )
 from chatgate.domain.ids import looks_like_id, new_id
-from chatgate.domain.models import SessionKind
+from chatgate.domain.models import ApiKey, SessionKind
 from chatgate.errors import (
     ConversationLimitReached,
     ConversationNotFound,
@@ -39,7 +39,7 @@ from chatgate.errors import (
     ValidationFailed,
 )
 from chatgate.services.context import Caller, ServiceContext
-from chatgate.services.keys import live_api_key
+from chatgate.services.keys import live_api_key, note_key_use
 from chatgate.services.ports import Transaction
 
 MAX_PAGE = 200
@@ -200,15 +200,20 @@ class ConversationService:
         if sender_type not in (SenderType.BOT, SenderType.SYSTEM):
             raise ValidationFailed({"sender_type": "must be bot or system"})
 
+        accepted: list[ApiKey] = []
+
         async def as_backend(tx: Transaction) -> Author:
             key = await live_api_key(tx, api_key, self.ctx.clock())
             if key.project_id != project_id:
                 raise ProjectNotFound()
             if BACKEND_ROLE not in key.roles:
                 raise Forbidden("This API key needs the org.user role to post.")
+            accepted.append(key)
             return Author(sender_type, key.id, None)
 
-        return await self._post(project_id, conversation_id, _text(text), client_id, as_backend)
+        posted = await self._post(project_id, conversation_id, _text(text), client_id, as_backend)
+        await note_key_use(self.ctx, accepted[0])
+        return posted
 
     async def set_status(
         self, project_id: str, conversation_id: str, status: ConversationStatus, caller: Caller

@@ -6,11 +6,11 @@ from dataclasses import dataclass
 
 from chatgate.domain.audit import AuditAction
 from chatgate.domain.ids import looks_like_id
-from chatgate.domain.models import AuditEvent, CreatedVia, EndUser, Project, Role, Session
+from chatgate.domain.models import ApiKey, AuditEvent, CreatedVia, EndUser, Project, Role, Session
 from chatgate.errors import Forbidden, ProjectNotFound, UserNotFound
 from chatgate.services.context import Caller, ServiceContext, audit
 from chatgate.services.end_user_auth import sessions_ended
-from chatgate.services.keys import USER_READER_ROLE, live_api_key
+from chatgate.services.keys import USER_READER_ROLE, live_api_key, note_key_use
 from chatgate.services.ports import Transaction
 from chatgate.services.projects import require_role
 
@@ -53,7 +53,7 @@ class DirectoryService:
         limit = max(1, min(limit, MAX_PAGE))
         after = cursor if cursor and looks_like_id(cursor) else None
         async with self.ctx.storage.read() as tx:
-            project = await self._reader_project(tx, project_id, caller, api_key)
+            project, key = await self._reader_project(tx, project_id, caller, api_key)
             # One extra row tells whether another page follows.
             users = await tx.end_users.page(
                 project_id, created_via=created_via, query=query, limit=limit + 1, after=after
@@ -61,26 +61,34 @@ class DirectoryService:
             used = await tx.projects.seats_used(project_id)
         more = len(users) > limit
         users = users[:limit]
+        if key is not None:
+            await note_key_use(self.ctx, key)
         return UserPage(users, used, project.effective_settings["seat_limit"], users[-1].id if more and users else None)
 
     async def get_user(self, project_id: str, user_ref: str, caller: Caller, api_key: str | None = None) -> EndUser:
         """A user by Chatgate ``_id`` or by the customer's ``externalId``; readers as for ``list_users``."""
         async with self.ctx.storage.read() as tx:
-            await self._reader_project(tx, project_id, caller, api_key)
-            return await _user(tx, project_id, user_ref)
+            _, key = await self._reader_project(tx, project_id, caller, api_key)
+            user = await _user(tx, project_id, user_ref)
+        if key is not None:
+            await note_key_use(self.ctx, key)
+        return user
 
-    async def _reader_project(self, tx: Transaction, project_id: str, caller: Caller, api_key: str | None) -> Project:
+    async def _reader_project(
+        self, tx: Transaction, project_id: str, caller: Caller, api_key: str | None
+    ) -> tuple[Project, ApiKey | None]:
         """The project, if the caller may read its users: a manager's session, or an API key of the project
-        with ``org.user`` (401 unknown, revoked or expired key; 404 another project's key; 403 no org.user)."""
+        with ``org.user`` (401 unknown, revoked or expired key; 404 another project's key; 403 no org.user);
+        and the key, if one was used."""
         if api_key is None:
-            return await require_role(tx, project_id, caller)
+            return await require_role(tx, project_id, caller), None
         key = await live_api_key(tx, api_key, self.ctx.clock())
         project = await tx.projects.get(project_id) if key.project_id == project_id else None
         if project is None:
             raise ProjectNotFound()
         if USER_READER_ROLE not in key.roles:
             raise Forbidden(f"Reading users takes an API key with the {USER_READER_ROLE} role; this one has not.")
-        return project
+        return project, key
 
     async def user_sessions(self, project_id: str, user_ref: str, caller: Caller) -> list[Session]:
         """The user's sessions that are neither signed out nor expired, newest first (MAX_SESSIONS at most)."""

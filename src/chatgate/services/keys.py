@@ -20,6 +20,8 @@ SECRET_READER_ROLES = frozenset({"org.admin", "org.user"})
 # Kustomer's role for customer data: reading the project's users (and posting as its backend) takes it.
 USER_READER_ROLE = "org.user"
 MAX_CACHED_KEYS = 4096
+# An API key's lastUsedAt is kept to the minute: a key used again within it writes nothing.
+KEY_USE_RESOLUTION = timedelta(minutes=1)
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,15 @@ async def live_api_key(tx: Transaction, presented_key: str, now: datetime) -> Ap
     ):
         raise InvalidApiKey()
     return api_key
+
+
+async def note_key_use(ctx: ServiceContext, api_key: ApiKey) -> None:
+    """Move the key's ``lastUsedAt`` after a use it was accepted for (in a write of its own, to the minute)."""
+    now = ctx.clock()
+    if api_key.last_used_at is not None and now - api_key.last_used_at < KEY_USE_RESOLUTION:
+        return
+    async with ctx.storage.write() as tx:
+        await tx.api_keys.used(api_key.id, now)
 
 
 class KeyService:
