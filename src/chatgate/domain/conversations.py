@@ -100,9 +100,6 @@ class Event:
     def numbered(self, seq: int) -> Event:
         return Event(self.type, self.project_id, self.payload, self.user_id, self.session_id, seq)
 
-    def for_user(self, user_id: str | None) -> Event:
-        return Event(self.type, self.project_id, self.payload, user_id, self.session_id, self.seq)
-
 
 @dataclass(frozen=True)
 class Viewer:

@@ -78,6 +78,7 @@ class Author:
     sender_type: SenderType
     sender_id: str
     viewer: Viewer | None  # None for the project's backend, which sees every conversation
+    api_key: ApiKey | None = None  # the backend's key, whose lastUsedAt a post moves
 
 
 class ConversationService:
@@ -200,20 +201,15 @@ class ConversationService:
         if sender_type not in (SenderType.BOT, SenderType.SYSTEM):
             raise ValidationFailed({"sender_type": "must be bot or system"})
 
-        accepted: list[ApiKey] = []
-
         async def as_backend(tx: Transaction) -> Author:
             key = await live_api_key(tx, api_key, self.ctx.clock())
             if key.project_id != project_id:
                 raise ProjectNotFound()
             if BACKEND_ROLE not in key.roles:
                 raise Forbidden("This API key needs the org.user role to post.")
-            accepted.append(key)
-            return Author(sender_type, key.id, None)
+            return Author(sender_type, key.id, None, key)
 
-        posted = await self._post(project_id, conversation_id, _text(text), client_id, as_backend)
-        await note_key_use(self.ctx, accepted[0])
-        return posted
+        return await self._post(project_id, conversation_id, _text(text), client_id, as_backend)
 
     async def set_status(
         self, project_id: str, conversation_id: str, status: ConversationStatus, caller: Caller
@@ -242,14 +238,23 @@ class ConversationService:
         client_id: str | None,
         identify: Callable[[Transaction], Awaitable[Author]],
     ) -> Posted:
-        """Usually one statement: the message stored if its conversation is open and the author's to
-        post in. Anything else (a closed conversation the user reopens by writing, an unknown or
-        foreign one, a resent client_id) is decided after a read."""
+        """Who posts, and whether this is a resend (answered with the first message, not counted
+        again); then the message is stored."""
         async with self.ctx.storage.read() as tx:
             author = await identify(tx)
             first = await tx.messages.by_client_id(conversation_id, author.sender_id, client_id) if client_id else None
-        if first is not None:  # a resend answers the first message, and is not counted again
-            return Posted(first, False)
+        posted = (
+            Posted(first, False) if first else await self._store(author, project_id, conversation_id, text, client_id)
+        )
+        await note_key_use(self.ctx, author.api_key)
+        return posted
+
+    async def _store(
+        self, author: Author, project_id: str, conversation_id: str, text: str, client_id: str | None
+    ) -> Posted:
+        """Usually one statement: the message stored if its conversation is open and the author's to
+        post in. Anything else (a closed conversation the user reopens by writing, an unknown or
+        foreign one, a client_id resent at this very moment) is decided after a read."""
         await self.ctx.limiter.hit("message_sender", author.sender_id)
         now = self.ctx.clock()
         message = Message(
@@ -260,8 +265,8 @@ class ConversationService:
         )
         viewer = author.viewer
         by_user = author.sender_type is SenderType.USER
+        owner = viewer.end_user_id if viewer is not None else None
         async with self.ctx.storage.write() as tx:
-            owner = viewer.end_user_id if viewer is not None else None
             if looks_like_id(conversation_id) and await tx.messages.post(
                 message, announced, open_only=by_user, owner_id=owner
             ):

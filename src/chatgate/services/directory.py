@@ -61,8 +61,7 @@ class DirectoryService:
             used = await tx.projects.seats_used(project_id)
         more = len(users) > limit
         users = users[:limit]
-        if key is not None:
-            await note_key_use(self.ctx, key)
+        await note_key_use(self.ctx, key)
         return UserPage(users, used, project.effective_settings["seat_limit"], users[-1].id if more and users else None)
 
     async def get_user(self, project_id: str, user_ref: str, caller: Caller, api_key: str | None = None) -> EndUser:
@@ -70,8 +69,7 @@ class DirectoryService:
         async with self.ctx.storage.read() as tx:
             _, key = await self._reader_project(tx, project_id, caller, api_key)
             user = await _user(tx, project_id, user_ref)
-        if key is not None:
-            await note_key_use(self.ctx, key)
+        await note_key_use(self.ctx, key)
         return user
 
     async def _reader_project(

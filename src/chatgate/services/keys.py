@@ -44,13 +44,17 @@ async def live_api_key(tx: Transaction, presented_key: str, now: datetime) -> Ap
     return api_key
 
 
-async def note_key_use(ctx: ServiceContext, api_key: ApiKey) -> None:
-    """Move the key's ``lastUsedAt`` after a use it was accepted for (in a write of its own, to the minute)."""
+def _use_due(api_key: ApiKey, now: datetime) -> bool:
+    """Whether an accepted use moves ``lastUsedAt`` (kept to the minute)."""
+    return api_key.last_used_at is None or now - api_key.last_used_at >= KEY_USE_RESOLUTION
+
+
+async def note_key_use(ctx: ServiceContext, api_key: ApiKey | None) -> None:
+    """After a use the key (if any) was accepted for: move its ``lastUsedAt``, in a write of its own."""
     now = ctx.clock()
-    if api_key.last_used_at is not None and now - api_key.last_used_at < KEY_USE_RESOLUTION:
-        return
-    async with ctx.storage.write() as tx:
-        await tx.api_keys.used(api_key.id, now)
+    if api_key is not None and _use_due(api_key, now):
+        async with ctx.storage.write() as tx:
+            await tx.api_keys.used(api_key.id, now)
 
 
 class KeyService:
@@ -147,7 +151,8 @@ class KeyService:
                 forbidden = True
             else:
                 forbidden = False
-                await tx.api_keys.used(api_key.id, now)
+                if _use_due(api_key, now):
+                    await tx.api_keys.used(api_key.id, now)
                 project = await tx.projects.get(api_key.project_id)
                 assert project is not None
                 actor_caller = Caller(caller.ip)

@@ -23,12 +23,6 @@ from typing import Any
 import asyncpg
 
 Connection = Any  # asyncpg.Connection; asyncpg ships no type information
-# Statements are prepared once per connection, and PostgreSQL keeps the plan it settled on (a generic
-# plan after five runs) until the table is analyzed again. Planned while a fresh database's tables
-# were nearly empty, a user lookup read the project's whole end_users table on every first login until
-# autovacuum came by (first logins 575 -> 377 req/s over 18 s on the bench machine); re-preparing
-# every 10 s makes the plan follow the table's size, for a parse per statement per connection.
-STATEMENT_LIFETIME_SECONDS = 10
 
 
 class PoolClosed(RuntimeError):
@@ -109,9 +103,7 @@ class ConnectionPool:
     async def _open(self) -> Connection:
         self._size += 1
         try:
-            connection = await asyncpg.connect(
-                self.dsn, timeout=self._connect_timeout, max_cached_statement_lifetime=STATEMENT_LIFETIME_SECONDS
-            )
+            connection = await asyncpg.connect(self.dsn, timeout=self._connect_timeout)
             try:
                 await self._init(connection)
             except BaseException:

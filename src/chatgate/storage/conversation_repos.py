@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -134,7 +135,7 @@ class MessageRepo:
             if postable is None or await self.sql.one(_INSERT_MESSAGE, **values) is None:
                 return None
             await self.sql.run(_TOUCH["sqlite"], **values)
-            return await self.events.add(event.for_user(postable["user_id"]))
+            return await self.events.add(replace(event, user_id=postable["user_id"]))
         # PostgreSQL: one statement, one round trip (the check, the message, the conversation's
         # updatedAt, the event and its webhook deliveries); atomic without BEGIN/COMMIT when it is
         # the only write.
@@ -155,7 +156,7 @@ class MessageRepo:
         )
         if stored is None:
             return None
-        return self.events.added_as(event.for_user(stored["user_id"]), int(stored["seq"]))
+        return self.events.added_as(replace(event, user_id=stored["user_id"]), int(stored["seq"]))
 
     async def by_client_id(self, conversation_id: str, sender_id: str, client_id: str) -> Message | None:
         row = await self.sql.one(

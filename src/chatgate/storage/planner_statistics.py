@@ -6,8 +6,9 @@ unique one, and it picks the smallest: a login's ``project_id = $1 AND
 external_id = $2`` then reads all of the project's users through
 ``(project_id, id)``. Autovacuum's analyze prevents that (after 50 rows and
 then every 10% of a table changed); with autovacuum off nothing does, so
-Chatgate runs ``ANALYZE`` on its own tables by the same rule. Plans made
-before follow within the prepared statements' lifetime (postgres.py).
+Chatgate runs ``ANALYZE`` on its own tables by the same rule; new
+statistics make PostgreSQL plan again the prepared statements that read the
+table, on every connection.
 """
 
 from __future__ import annotations
