@@ -28,6 +28,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from conftest import PASSWORD, POSTGRES_URL, Db, Project, Server, Staff, make_project, sign_up_staff, start_server
+from jwt_tools import hs256
 
 ALL_EVENTS = ["user.created", "user.signed_in", "conversation.created", "message.created", "conversation.merged"]
 FAST_RETRIES = {"CHATGATE_WEBHOOK_ALLOW_PRIVATE": "1", "CHATGATE_WEBHOOK_RETRY_BASE_SECONDS": "1"}
@@ -363,6 +364,22 @@ def test_events_arrive_signed_as_documented(hapi: httpx.Client, hproject: Projec
         assert d["status"] == "delivered" and d["attempts"] == 1 and d["lastStatusCode"] == 200
         assert d["nextAttemptAt"] is None and d["deliveredAt"] is not None and d["lastError"] is None
     assert {d["id"] for d in listed["deliveries"]} == {r.json["id"] for r in got}
+
+
+def test_every_sign_in_of_a_returning_user_is_announced(
+    hapi: httpx.Client, hproject: Project, receiver: Receiver
+) -> None:
+    path = receiver.new_path()
+    register(hapi, hproject, receiver.url(path), ["user.signed_in"])
+    code = hs256(hproject.secret, {"user": {"id": "regular", "firstname": "Ada"}})
+    for _ in range(3):
+        r = hapi.post(f"/v1/projects/{hproject.id}/auth/external-code", json={"externalAuthCode": code})
+        assert r.status_code == 200, r.text
+    got = [received.json["data"] for received in receiver.wait_for(path, 3)]
+    assert sorted(d["created"] for d in got) == [False, False, True]
+    assert {(d["user"]["externalId"], d["user"]["firstname"], d["method"]) for d in got} == {
+        ("regular", "Ada", "external_auth_code")
+    }
 
 
 def test_each_delivery_is_sent_once_by_one_of_the_processes(

@@ -73,19 +73,43 @@ async def audit(
     **details: Any,
 ) -> None:
     """Write one audit row in the caller's transaction. Never pass tokens or secrets."""
+    await tx.audit.add(
+        audit_event(
+            now,
+            action,
+            caller=caller,
+            project_id=project_id,
+            subject_id=subject_id,
+            reason=reason,
+            actor=actor,
+            **details,
+        )
+    )
+
+
+def audit_event(
+    now: datetime,
+    action: str,
+    *,
+    caller: Caller | None = None,
+    project_id: str | None = None,
+    subject_id: str | None = None,
+    reason: str | None = None,
+    actor: tuple[str, str] | None = None,
+    **details: Any,
+) -> AuditEvent:
+    """One audit row; the actor, unless given, is the caller's principal."""
     if actor is None and caller is not None and caller.principal is not None:
         actor = (caller.principal.kind.value, caller.principal.subject_id)
-    await tx.audit.add(
-        AuditEvent(
-            id=new_id(),
-            at=now,
-            action=action,
-            project_id=project_id,
-            actor_type=actor[0] if actor else None,
-            actor_id=actor[1] if actor else None,
-            subject_id=subject_id,
-            ip=caller.ip if caller else None,
-            reason=reason,
-            details=details,
-        )
+    return AuditEvent(
+        id=new_id(),
+        at=now,
+        action=action,
+        project_id=project_id,
+        actor_type=actor[0] if actor else None,
+        actor_id=actor[1] if actor else None,
+        subject_id=subject_id,
+        ip=caller.ip if caller else None,
+        reason=reason,
+        details=details,
     )

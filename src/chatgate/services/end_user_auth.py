@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from chatgate.crypto import tokens
@@ -27,6 +27,15 @@ from chatgate.domain.audit import AuditAction
 from chatgate.domain.conversations import Event, EventType, conversation_view
 from chatgate.domain.identity import Lookup
 from chatgate.domain.ids import looks_like_id, new_id
+from chatgate.domain.login_effects import (
+    FoundUser,
+    SignInAtOnce,
+    gives_external_id,
+    profile_updates,
+    seen_is_due,
+    takes_typed_email,
+    unchanged_by,
+)
 from chatgate.domain.models import CreatedVia, EndUser, NewEndUser, Project, Session, SessionKind
 from chatgate.domain.password_policy import password_problem
 from chatgate.domain.webhooks import WebhookEvent, user_view
@@ -43,14 +52,12 @@ from chatgate.errors import (
     UserNotFound,
     ValidationFailed,
 )
-from chatgate.services.context import Caller, ServiceContext, audit
+from chatgate.services.context import Caller, ServiceContext, audit, audit_event
 from chatgate.services.keys import KeyService
 from chatgate.services.ports import Transaction
 from chatgate.services.sessions import SessionService
 from chatgate.services.webhooks import enqueue
 
-# lastSeenAt is kept to the minute: a returning login within it writes nothing to the user row.
-LAST_SEEN_RESOLUTION = timedelta(seconds=60)
 # Projects tried for one custom token whose aud several projects accept.
 MAX_AUDIENCE_CANDIDATES = 16
 
@@ -393,8 +400,17 @@ class EndUserAuthService:
             project.id, claim.jti, _forget_after(claim.expires_at, project.effective_settings["leeway_seconds"])
         ):
             raise TokenRejected("replayed", "This token has already been used.")
-        user = None if must_create else await tx.end_users.find(project.id, claim.lookup)
-        if user is not None and claim.vouched and not user.email_verified and claim.lookup.by == "email":
+        if must_create:
+            user = None
+        elif attempt.anonymous_token:  # a visitor to merge: more to write than the session
+            user = await tx.end_users.find(project.id, claim.lookup)
+        else:
+            at_once = self._sign_in_at_once(attempt, caller, now)
+            found = await tx.end_users.find_and_sign_in(at_once)
+            if found.signed_in:
+                return await self._recorded_at_once(tx, found, at_once)
+            user = found.user
+        if user is not None and takes_typed_email(claim, user):
             # A signed token never lands in an account that only typed its email.
             if claim.new_user is None:
                 raise UserNotFound()
@@ -406,7 +422,7 @@ class EndUserAuthService:
         else:
             user = await self._refresh(tx, user, claim.new_user, now)
         attached = None
-        if claim.attach_external_id is not None and user.external_id is None:
+        if claim.attach_external_id is not None and gives_external_id(claim, user):
             attached = await self._attach_external_id(tx, project, user, claim.attach_external_id)
             user = replace(user, external_id=attached or user.external_id)
         merged = await self._merge_visitor(tx, project, user, attempt.anonymous_token, caller, now)
@@ -425,6 +441,37 @@ class EndUserAuthService:
         )
         await enqueue(tx, project.id, _signed_in(user, attempt.method, created=created), now)
         return _Written(user, created, merged, session)
+
+    def _sign_in_at_once(self, attempt: _Attempt, caller: Caller, now: datetime) -> SignInAtOnce:
+        """The login of a returning user that it changes nothing on but ``lastSeenAt``, for storage to
+        record as it finds them: the session and audit row ``_write_login`` would write for them."""
+        project = attempt.project
+        found_user = ""  # the session's subject and the audit row's actor and subject: whoever storage finds
+        return SignInAtOnce(
+            project.id,
+            attempt.claim.lookup,
+            unchanged_by(attempt.claim),
+            self.sessions.new(SessionKind.END_USER, found_user, project.id, now, attempt.method),
+            audit_event(
+                now,
+                AuditAction.USER_SIGNIN_SUCCEEDED,
+                caller=caller,
+                project_id=project.id,
+                actor=("end_user", found_user),
+                method=attempt.method,
+                created=False,
+            ),
+            now,
+        )
+
+    @staticmethod
+    async def _recorded_at_once(tx: Transaction, found: FoundUser, at_once: SignInAtOnce) -> _Written:
+        assert found.user is not None
+        user = found.user
+        if found.seen:
+            user = replace(user, last_seen_at=at_once.now)
+            await tx.events.hint(_user_changed(user))
+        return _Written(user, False, 0, replace(at_once.session, subject_id=user.id))
 
     async def _provision(
         self,
@@ -542,16 +589,8 @@ class EndUserAuthService:
     @staticmethod
     async def _refresh(tx: Transaction, user: EndUser, profile: NewEndUser | None, now: datetime) -> EndUser:
         """Note the visit (to the minute); take new names and metadata from the token when they changed."""
-        changes: dict[str, Any] = {}
-        if profile is not None:
-            if profile.firstname and profile.firstname != user.firstname:
-                changes["firstname"] = profile.firstname
-            if profile.lastname and profile.lastname != user.lastname:
-                changes["lastname"] = profile.lastname
-            if profile.metadata and profile.metadata != user.metadata:
-                changes["metadata"] = profile.metadata
-        recently = user.last_seen_at is not None and now - user.last_seen_at < LAST_SEEN_RESOLUTION
-        if recently and not changes:
+        changes = profile_updates(user, profile)
+        if not changes and not seen_is_due(user, now):
             return user
         await tx.end_users.seen(user.id, now, changes)
         await tx.events.hint(_user_changed(user))

@@ -24,6 +24,7 @@ from typing import Any, Protocol
 
 from chatgate.domain.conversations import Conversation, ConversationStatus, Event, Message, Viewer
 from chatgate.domain.identity import Lookup
+from chatgate.domain.login_effects import FoundUser, SignInAtOnce
 from chatgate.domain.models import (
     ApiKey,
     AuditEvent,
@@ -87,6 +88,11 @@ class EndUserRepository(Protocol):
         """Insert unless a unique key (externalId, email) is held; True when inserted."""
 
     async def find(self, project_id: str, lookup: Lookup) -> EndUser | None: ...
+
+    async def find_and_sign_in(self, attempt: SignInAtOnce) -> FoundUser:
+        """Find the user and, if it is ``attempt.unchanged``, record the login: its session and audit row,
+        and ``lastSeenAt`` if due; the transaction then writes nothing more. An adapter may always decline
+        to record (``signed_in`` False); the service then writes the login itself."""
 
     async def get(self, project_id: str, user_ref: str) -> EndUser | None:
         """By ``externalId``, else by ``_id``."""

@@ -27,11 +27,15 @@ class SessionService:
         method: str,
     ) -> Session:
         """Store a session in the caller's transaction; sign its token once that has committed (``sign``)."""
-        settings = self.ctx.settings
-        ttl = settings.staff_session_ttl_seconds if kind is SessionKind.STAFF else settings.session_ttl_seconds
-        session = Session(new_id(), kind, project_id, subject_id, now, now + timedelta(seconds=ttl), method=method)
+        session = self.new(kind, subject_id, project_id, now, method)
         await tx.sessions.add(session)
         return session
+
+    def new(self, kind: SessionKind, subject_id: str, project_id: str | None, now: datetime, method: str) -> Session:
+        """A session starting now, for the kind's lifetime."""
+        settings = self.ctx.settings
+        ttl = settings.staff_session_ttl_seconds if kind is SessionKind.STAFF else settings.session_ttl_seconds
+        return Session(new_id(), kind, project_id, subject_id, now, now + timedelta(seconds=ttl), method=method)
 
     def sign(self, session: Session) -> str:
         """The token naming a stored session."""

@@ -252,12 +252,23 @@ class LazyTransaction(PostgresSql):
         return changed
 
     async def last_write(self, sql: str, **params: Any) -> dict[str, Any] | None:
-        if self._begun or self._later:
-            value = await self.one(sql, **params)
-        else:  # the only write: atomic on its own
-            value = await PostgresSql.one(self, sql, **params)
+        row = await self._alone_if_first(sql, params)
         self._finished = True
-        return value
+        return row
+
+    async def guarded_write(self, sql: str, **params: Any) -> dict[str, Any] | None:
+        row = await self._alone_if_first(sql, params)
+        if row is not None and row["wrote"]:
+            self._finished = True
+        return row
+
+    async def _alone_if_first(self, sql: str, params: dict[str, Any]) -> dict[str, Any] | None:
+        """Inside the transaction if it has written; else sent alone, atomic on its own."""
+        if self._finished:
+            raise RuntimeError("a write after the transaction's last write")
+        if self._begun or self._later:
+            return await self.one(sql, **params)
+        return await PostgresSql.one(self, sql, **params)
 
     async def commit(self) -> None:
         if not self._begun:

@@ -70,6 +70,16 @@ class Sql(ABC):
         """
         return await self.one(sql, **params)
 
+    async def guarded_write(self, sql: str, **params: Any) -> dict[str, Any] | None:
+        """A statement that writes only when conditions of its own hold; its row, as ``one``, says in a
+        ``wrote`` column whether it did. When it wrote, the transaction writes nothing after it.
+
+        On PostgreSQL, when nothing was written before it, it is sent alone,
+        atomic on its own: a transaction whose only write it is needs no
+        BEGIN and COMMIT, and one it declines goes on (postgres.py).
+        """
+        return await self.one(sql, **params)
+
     @staticmethod
     def when(value: Any) -> datetime | None:
         """A stored time as an aware UTC datetime."""
