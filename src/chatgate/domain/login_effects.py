@@ -95,3 +95,18 @@ class FoundUser:
     user: EndUser | None
     signed_in: bool  # the login is recorded: the session, its audit row, lastSeenAt
     seen: bool  # lastSeenAt moved to now
+
+
+@dataclass(frozen=True)
+class CreateAtOnce:
+    """A first login, for storage to write in one statement unless a unique key is already held: the
+    user (``user_id``, ``profile``), a seat of a project without a seat limit, the ``user.created``
+    audit row, the session and the sign-in's audit row."""
+
+    project_id: str
+    user_id: str
+    profile: NewEndUser
+    session: Session
+    created: AuditEvent
+    signed_in: AuditEvent
+    now: datetime

@@ -60,31 +60,9 @@ class Caller:
     principal: Principal | None = None
 
 
-async def audit(
-    tx: Transaction,
-    now: datetime,
-    action: str,
-    *,
-    caller: Caller | None = None,
-    project_id: str | None = None,
-    subject_id: str | None = None,
-    reason: str | None = None,
-    actor: tuple[str, str] | None = None,
-    **details: Any,
-) -> None:
-    """Write one audit row in the caller's transaction. Never pass tokens or secrets."""
-    await tx.audit.add(
-        audit_event(
-            now,
-            action,
-            caller=caller,
-            project_id=project_id,
-            subject_id=subject_id,
-            reason=reason,
-            actor=actor,
-            **details,
-        )
-    )
+async def audit(tx: Transaction, now: datetime, action: str, **fields: Any) -> None:
+    """Write one audit row (``audit_event``) in the caller's transaction. Never pass tokens or secrets."""
+    await tx.audit.add(audit_event(now, action, **fields))
 
 
 def audit_event(

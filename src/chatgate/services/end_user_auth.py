@@ -9,6 +9,13 @@ session and audit rows are written in one ``storage.write()`` block
 (``_log_in``), and the session token is signed after the commit. Email
 sign-ins do the same around argon2id, which runs on its own pool.
 
+Inside that block, a login with nothing to decide after the user is read is
+handed to storage whole (``_write_at_once``): a returning user it changes
+nothing on but ``lastSeenAt`` (domain/login_effects.py), or a new user of a
+project without a seat limit. On PostgreSQL each is one statement that
+writes only when its conditions hold; any other login, or one the
+statement declines, is written step by step (``_write_login``).
+
 The token tester (services/token_check.py) goes the same way, through
 ``read_token_for`` and ``rehearse_login``: the same checks, then the same
 writes in a transaction that is rolled back."""
@@ -28,6 +35,7 @@ from chatgate.domain.conversations import Event, EventType, conversation_view
 from chatgate.domain.identity import Lookup
 from chatgate.domain.ids import looks_like_id, new_id
 from chatgate.domain.login_effects import (
+    CreateAtOnce,
     FoundUser,
     SignInAtOnce,
     gives_external_id,
@@ -36,7 +44,7 @@ from chatgate.domain.login_effects import (
     takes_typed_email,
     unchanged_by,
 )
-from chatgate.domain.models import CreatedVia, EndUser, NewEndUser, Project, Session, SessionKind
+from chatgate.domain.models import AuditEvent, CreatedVia, EndUser, NewEndUser, Project, Session, SessionKind
 from chatgate.domain.password_policy import password_problem
 from chatgate.domain.webhooks import WebhookEvent, user_view
 from chatgate.errors import (
@@ -405,11 +413,10 @@ class EndUserAuthService:
         elif attempt.anonymous_token:  # a visitor to merge: more to write than the session
             user = await tx.end_users.find(project.id, claim.lookup)
         else:
-            at_once = self._sign_in_at_once(attempt, caller, now)
-            found = await tx.end_users.find_and_sign_in(at_once)
-            if found.signed_in:
-                return await self._recorded_at_once(tx, found, at_once)
-            user = found.user
+            outcome = await self._write_at_once(tx, attempt, caller, now)
+            if isinstance(outcome, _Written):
+                return outcome
+            user = outcome
         if user is not None and takes_typed_email(claim, user):
             # A signed token never lands in an account that only typed its email.
             if claim.new_user is None:
@@ -427,20 +434,40 @@ class EndUserAuthService:
             user = replace(user, external_id=attached or user.external_id)
         merged = await self._merge_visitor(tx, project, user, attempt.anonymous_token, caller, now)
         session = await self.sessions.record(tx, SessionKind.END_USER, user.id, project.id, now, attempt.method)
-        await audit(
-            tx,
-            now,
-            AuditAction.USER_SIGNIN_SUCCEEDED,
-            caller=caller,
-            project_id=project.id,
-            subject_id=user.id,
-            actor=("end_user", user.id),
-            method=attempt.method,
-            created=created,
-            **_attached_detail(attached),
+        await tx.audit.add(
+            _signed_in_audit(now, caller, project.id, user.id, attempt.method, created=created, attached=attached)
         )
         await enqueue(tx, project.id, _signed_in(user, attempt.method, created=created), now)
         return _Written(user, created, merged, session)
+
+    async def _write_at_once(
+        self, tx: Transaction, attempt: _Attempt, caller: Caller, now: datetime
+    ) -> _Written | EndUser | None:
+        """The login written by the statement that looks for the user, when it can be: a returning user it
+        changes nothing on but ``lastSeenAt``, or a new user of a project without a seat limit. Else the
+        user found, if any, for the long way."""
+        at_once = self._sign_in_at_once(attempt, caller, now)
+        found = await tx.end_users.find_and_sign_in(at_once)
+        if found.signed_in:
+            return await self._recorded_at_once(tx, found, at_once)
+        new = attempt.claim.new_user
+        if found.user is not None or new is None:
+            return found.user
+        user = _new_user(new_id(), attempt.project, new, now)
+        if not _may_create_at_once(attempt, user):
+            return None
+        creation = CreateAtOnce(
+            attempt.project.id,
+            user.id,
+            new,
+            self.sessions.new(SessionKind.END_USER, user.id, attempt.project.id, now, attempt.method),
+            _user_created(now, caller, user),
+            _signed_in_audit(now, caller, user.project_id, user.id, attempt.method, created=True),
+            now,
+        )
+        if not await tx.end_users.create_and_sign_in(creation):
+            return None  # its externalId or email is held (or storage declined): the long way decides
+        return _Written(user, True, 0, creation.session)
 
     def _sign_in_at_once(self, attempt: _Attempt, caller: Caller, now: datetime) -> SignInAtOnce:
         """The login of a returning user that it changes nothing on but ``lastSeenAt``, for storage to
@@ -452,15 +479,7 @@ class EndUserAuthService:
             attempt.claim.lookup,
             unchanged_by(attempt.claim),
             self.sessions.new(SessionKind.END_USER, found_user, project.id, now, attempt.method),
-            audit_event(
-                now,
-                AuditAction.USER_SIGNIN_SUCCEEDED,
-                caller=caller,
-                project_id=project.id,
-                actor=("end_user", found_user),
-                method=attempt.method,
-                created=False,
-            ),
+            _signed_in_audit(now, caller, project.id, found_user, attempt.method, created=False),
             now,
         )
 
@@ -555,35 +574,12 @@ class EndUserAuthService:
         self, tx: Transaction, project: Project, new: NewEndUser, caller: Caller, now: datetime
     ) -> EndUser | None:
         """Insert the user and, unless a visitor, take a seat; None when a unique key is already held."""
-        user_id = new_id()
-        if not await tx.end_users.add_if_absent(user_id, project.id, new, now):
+        user = _new_user(new_id(), project, new, now)
+        if not await tx.end_users.add_if_absent(user.id, project.id, new, now):
             return None
         if not new.anonymous and not await tx.projects.take_seat(project.id, project.effective_settings["seat_limit"]):
             raise SeatLimitReached()
-        user = EndUser(
-            id=user_id,
-            project_id=project.id,
-            external_id=new.external_id,
-            email=new.email,
-            firstname=new.firstname,
-            lastname=new.lastname,
-            anonymous=new.anonymous,
-            created_via=new.created_via,
-            metadata=new.metadata,
-            created_at=now,
-            last_seen_at=now,
-            password_hash=new.password_hash,
-            email_verified=new.email_verified,
-        )
-        await audit(
-            tx,
-            now,
-            AuditAction.USER_CREATED,
-            caller=caller,
-            project_id=project.id,
-            subject_id=user.id,
-            via=new.created_via.value,
-        )
+        await tx.audit.add(_user_created(now, caller, user))
         return user
 
     @staticmethod
@@ -683,9 +679,70 @@ class EndUserAuthService:
             )
 
 
-def _attached_detail(external_id: str | None) -> dict[str, Any]:
-    """The sign-in's audit detail when it gave the user an externalId (Kustomer: email and externalId)."""
-    return {"external_id_attached": True} if external_id is not None else {}
+def _may_create_at_once(attempt: _Attempt, user: EndUser) -> bool:
+    """Whether a new user's login has nothing to decide but its unique keys: no seat limit to hold, no
+    ``_id`` its externalId could hide, no externalId to give it after its creation."""
+    return (
+        not user.anonymous
+        and attempt.project.effective_settings["seat_limit"] is None
+        and not (user.external_id is not None and looks_like_id(user.external_id))
+        and not gives_external_id(attempt.claim, user)
+    )
+
+
+def _new_user(user_id: str, project: Project, new: NewEndUser, now: datetime) -> EndUser:
+    return EndUser(
+        id=user_id,
+        project_id=project.id,
+        external_id=new.external_id,
+        email=new.email,
+        firstname=new.firstname,
+        lastname=new.lastname,
+        anonymous=new.anonymous,
+        created_via=new.created_via,
+        metadata=new.metadata,
+        created_at=now,
+        last_seen_at=now,
+        password_hash=new.password_hash,
+        email_verified=new.email_verified,
+    )
+
+
+def _user_created(now: datetime, caller: Caller, user: EndUser) -> AuditEvent:
+    return audit_event(
+        now,
+        AuditAction.USER_CREATED,
+        caller=caller,
+        project_id=user.project_id,
+        subject_id=user.id,
+        via=user.created_via.value,
+    )
+
+
+def _signed_in_audit(
+    now: datetime,
+    caller: Caller,
+    project_id: str,
+    user_id: str,
+    method: str,
+    *,
+    created: bool,
+    attached: str | None = None,
+) -> AuditEvent:
+    """The audit row of a sign-in; ``attached``: the externalId it gave the user (Kustomer, email and
+    externalId)."""
+    details: dict[str, Any] = {"method": method, "created": created}
+    if attached is not None:
+        details["external_id_attached"] = True
+    return audit_event(
+        now,
+        AuditAction.USER_SIGNIN_SUCCEEDED,
+        caller=caller,
+        project_id=project_id,
+        subject_id=user_id,
+        actor=("end_user", user_id),
+        **details,
+    )
 
 
 def _forget_after(exp: float | None, leeway_seconds: int) -> datetime | None:

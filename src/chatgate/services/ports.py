@@ -24,7 +24,7 @@ from typing import Any, Protocol
 
 from chatgate.domain.conversations import Conversation, ConversationStatus, Event, Message, Viewer
 from chatgate.domain.identity import Lookup
-from chatgate.domain.login_effects import FoundUser, SignInAtOnce
+from chatgate.domain.login_effects import CreateAtOnce, FoundUser, SignInAtOnce
 from chatgate.domain.models import (
     ApiKey,
     AuditEvent,
@@ -93,6 +93,11 @@ class EndUserRepository(Protocol):
         """Find the user and, if it is ``attempt.unchanged``, record the login: its session and audit row,
         and ``lastSeenAt`` if due; the transaction then writes nothing more. An adapter may always decline
         to record (``signed_in`` False); the service then writes the login itself."""
+
+    async def create_and_sign_in(self, attempt: CreateAtOnce) -> bool:
+        """Write the new user and its first login (``CreateAtOnce``) unless a unique key is already held; True
+        when written, and the transaction then writes nothing more. False, with nothing written, also when
+        the adapter declines; the service then writes the login itself."""
 
     async def get(self, project_id: str, user_ref: str) -> EndUser | None:
         """By ``externalId``, else by ``_id``."""

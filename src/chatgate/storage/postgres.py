@@ -8,10 +8,10 @@ lazily. Under READ COMMITTED every statement sees the latest commits whether
 or not a transaction is open, so reads before the first write run without
 BEGIN; writes nobody reads the outcome of (session and audit rows, the seat
 count of a project without a limit) wait, and are sent together, as one
-statement, when a later statement needs them or at commit. A returning
-user's login is then two round trips (the user; the session and audit rows
-in one atomic statement; the project comes from the process's cache)
-instead of six.
+statement, when a later statement needs them or at commit. A statement
+whose conditions decide whether it writes (``guarded_write``: most token
+logins, see repositories.py) is sent alone when nothing was written before
+it: a returning user's login is then one round trip instead of six.
 """
 
 from __future__ import annotations

@@ -15,7 +15,14 @@ from typing import Any
 
 from chatgate.domain.conversations import Event
 from chatgate.domain.identity import Lookup
-from chatgate.domain.login_effects import LAST_SEEN_RESOLUTION, FoundUser, SignInAtOnce, Unchanged, seen_is_due
+from chatgate.domain.login_effects import (
+    LAST_SEEN_RESOLUTION,
+    CreateAtOnce,
+    FoundUser,
+    SignInAtOnce,
+    Unchanged,
+    seen_is_due,
+)
 from chatgate.domain.models import (
     ApiKey,
     AuditEvent,
@@ -258,6 +265,68 @@ _FIND_BY = {
 }
 
 
+# Rows as column -> value, for an INSERT … VALUES and for the one-statement logins' INSERT … SELECT.
+def _end_user_values(user_id: str, project_id: str, new: NewEndUser, now: datetime) -> dict[str, Any]:
+    return {
+        "id": user_id,
+        "project_id": project_id,
+        "external_id": new.external_id,
+        "email": new.email,
+        "email_verified": new.email_verified,
+        "firstname": new.firstname,
+        "lastname": new.lastname,
+        "anonymous": new.anonymous,
+        "created_via": new.created_via.value,
+        "metadata": new.metadata,
+        "password_hash": new.password_hash,
+        "created_at": now,
+        "last_seen_at": now,
+    }
+
+
+def _session_values(s: Session) -> dict[str, Any]:
+    return {
+        "id": s.id,
+        "kind": s.kind.value,
+        "project_id": s.project_id,
+        "subject_id": s.subject_id,
+        "created_at": s.created_at,
+        "expires_at": s.expires_at,
+        "method": s.method,
+    }
+
+
+def _audit_values(e: AuditEvent) -> dict[str, Any]:
+    return {
+        "id": e.id,
+        "at": e.at,
+        "action": e.action,
+        "project_id": e.project_id,
+        "actor_type": e.actor_type,
+        "actor_id": e.actor_id,
+        "subject_id": e.subject_id,
+        "ip": e.ip,
+        "reason": e.reason,
+        "details": e.details,
+    }
+
+
+def _insert(table: str, values: Mapping[str, Any]) -> str:
+    """INSERT of one row, its parameters named as its columns."""
+    return f"INSERT INTO {table} ({', '.join(values)}) VALUES ({', '.join(f':{c}' for c in values)})"  # noqa: S608
+
+
+def _insert_from(
+    table: str, prefix: str, values: Mapping[str, Any], source: str, taken: Mapping[str, str] | None = None
+) -> tuple[str, dict[str, Any]]:
+    """INSERT of one row for each row ``source`` selects, its parameters named apart by ``prefix``; the
+    columns in ``taken`` get its SQL expressions over ``source`` instead of their values."""
+    taken = taken or {}
+    selected = ", ".join(taken.get(column, f":{prefix}{column}") for column in values)
+    sql = f"INSERT INTO {table} ({', '.join(values)}) SELECT {selected} {source}"
+    return sql, {f"{prefix}{column}": value for column, value in values.items() if column not in taken}
+
+
 def _unchanged_guards(unchanged: Unchanged) -> tuple[str, dict[str, Any]]:
     """``Unchanged.holds_for`` as SQL over the found row ``u`` (PostgreSQL), with its parameters."""
     guards = ["TRUE"]
@@ -283,25 +352,38 @@ _NEW_SEAT_COUNTERS = "INSERT INTO seat_counters (project_id, shard, used) VALUES
 
 class EndUserRepo(_Repo):
     async def add_if_absent(self, user_id: str, project_id: str, new: NewEndUser, now: datetime) -> bool:
-        return await self._insert_if_absent(
+        return await self._insert_if_absent("end_users", "id", _end_user_values(user_id, project_id, new, now))
+
+    async def create_and_sign_in(self, attempt: CreateAtOnce) -> bool:
+        """The new user and its first login in one statement on PostgreSQL, unless a unique key is held or
+        the project has a webhook; False, with nothing written, otherwise (and always on SQLite, where the
+        long way costs no round trips)."""
+        if self.sql.dialect == "sqlite":
+            return False
+        in_u = "FROM u"
+        user, user_values = _insert_from(
             "end_users",
-            "id",
-            {
-                "id": user_id,
-                "project_id": project_id,
-                "external_id": new.external_id,
-                "email": new.email,
-                "email_verified": new.email_verified,
-                "firstname": new.firstname,
-                "lastname": new.lastname,
-                "anonymous": new.anonymous,
-                "created_via": new.created_via.value,
-                "metadata": new.metadata,
-                "password_hash": new.password_hash,
-                "created_at": now,
-                "last_seen_at": now,
-            },
+            "u_",
+            _end_user_values(attempt.user_id, attempt.project_id, attempt.profile, attempt.now),
+            "WHERE NOT EXISTS (SELECT 1 FROM webhooks WHERE project_id = :project_id)",
         )
+        session, session_values = _insert_from("sessions", "s_", _session_values(attempt.session), in_u)
+        created, created_values = _insert_from("audit_events", "c_", _audit_values(attempt.created), in_u)
+        signed_in, signed_in_values = _insert_from("audit_events", "a_", _audit_values(attempt.signed_in), in_u)
+        row = await self.sql.guarded_write(
+            f"WITH u AS ({user} ON CONFLICT DO NOTHING RETURNING id),"  # noqa: S608
+            " seat AS (UPDATE seat_counters SET used = used + 1"
+            "   WHERE project_id = :project_id AND shard = :shard AND EXISTS (SELECT 1 FROM u)),"
+            f" s AS ({session}), c AS ({created}), a AS ({signed_in})"
+            " SELECT EXISTS (SELECT 1 FROM u) AS wrote",
+            project_id=attempt.project_id,
+            shard=random.randrange(SEAT_SHARDS),
+            **user_values,
+            **session_values,
+            **created_values,
+            **signed_in_values,
+        )
+        return row is not None and bool(row["wrote"])
 
     async def find(self, project_id: str, lookup: Lookup) -> EndUser | None:
         if lookup.by == "external_id_or_id":
@@ -331,37 +413,25 @@ class EndUserRepo(_Repo):
             return await self._find_then_sign_in(attempt)
         if attempt.lookup.by not in _FIND_BY:
             return FoundUser(await self.find(attempt.project_id, attempt.lookup), signed_in=False, seen=False)
-        guards, params = _unchanged_guards(attempt.unchanged)
-        session, event = attempt.session, attempt.audit
+        guards, guard_values = _unchanged_guards(attempt.unchanged)
+        the_user = {"subject_id": "ok.id", "actor_id": "ok.id"}  # whoever the statement found
+        session, session_values = _insert_from("sessions", "s_", _session_values(attempt.session), "FROM ok", the_user)
+        audit, audit_values = _insert_from("audit_events", "a_", _audit_values(attempt.audit), "FROM ok", the_user)
         row = await self.sql.guarded_write(
             f"WITH u AS ({_FIND_BY[attempt.lookup.by]}),"  # noqa: S608
             f" ok AS (SELECT u.id, u.last_seen_at FROM u WHERE {guards}"
             "   AND NOT EXISTS (SELECT 1 FROM webhooks WHERE project_id = :p)),"
             " seen AS (UPDATE end_users SET last_seen_at = :now FROM ok WHERE end_users.id = ok.id"
             "   AND (ok.last_seen_at IS NULL OR ok.last_seen_at <= :stale) RETURNING end_users.id),"
-            " s AS (INSERT INTO sessions (id, kind, project_id, subject_id, created_at, expires_at, method)"
-            "   SELECT :sid, :kind, :p, ok.id, :created_at, :expires_at, :method FROM ok),"
-            " a AS (INSERT INTO audit_events (id, at, action, project_id, actor_type, actor_id, subject_id, ip,"
-            "   reason, details) SELECT :aid, :at, :action, :p, :actor_type, ok.id, ok.id, :ip, :reason,"
-            "   CAST(:details AS json) FROM ok)"
+            f" s AS ({session}), a AS ({audit})"
             " SELECT u.*, EXISTS (SELECT 1 FROM ok) AS wrote, EXISTS (SELECT 1 FROM seen) AS seen FROM u",
             p=attempt.project_id,
             v=attempt.lookup.value,
             now=attempt.now,
             stale=attempt.now - LAST_SEEN_RESOLUTION,
-            sid=session.id,
-            kind=session.kind.value,
-            created_at=session.created_at,
-            expires_at=session.expires_at,
-            method=session.method,
-            aid=event.id,
-            at=event.at,
-            action=event.action,
-            actor_type=event.actor_type,
-            ip=event.ip,
-            reason=event.reason,
-            details=event.details,
-            **params,
+            **guard_values,
+            **session_values,
+            **audit_values,
         )
         if row is None:
             return FoundUser(None, signed_in=False, seen=False)
@@ -471,17 +541,8 @@ class EndUserRepo(_Repo):
 
 class SessionRepo(_Repo):
     async def add(self, s: Session) -> None:
-        await self.sql.write_later(
-            "INSERT INTO sessions (id, kind, project_id, subject_id, created_at, expires_at, method)"
-            " VALUES (:id, :kind, :project_id, :subject_id, :created_at, :expires_at, :method)",
-            id=s.id,
-            kind=s.kind.value,
-            project_id=s.project_id,
-            subject_id=s.subject_id,
-            created_at=s.created_at,
-            expires_at=s.expires_at,
-            method=s.method,
-        )
+        values = _session_values(s)
+        await self.sql.write_later(_insert("sessions", values), **values)
 
     async def get(self, session_id: str) -> Session | None:
         return self._session(await self.sql.one("SELECT * FROM sessions WHERE id = :id", id=session_id))
@@ -617,21 +678,8 @@ class TokenIdRepo(_Repo):
 
 class AuditRepo(_Repo):
     async def add(self, e: AuditEvent) -> None:
-        await self.sql.write_later(
-            "INSERT INTO audit_events (id, at, action, project_id, actor_type, actor_id, subject_id, ip, reason,"
-            " details) VALUES (:id, :at, :action, :project_id, :actor_type, :actor_id, :subject_id, :ip, :reason,"
-            " :details)",
-            id=e.id,
-            at=e.at,
-            action=e.action,
-            project_id=e.project_id,
-            actor_type=e.actor_type,
-            actor_id=e.actor_id,
-            subject_id=e.subject_id,
-            ip=e.ip,
-            reason=e.reason,
-            details=e.details,
-        )
+        values = _audit_values(e)
+        await self.sql.write_later(_insert("audit_events", values), **values)
 
     async def page(self, project_id: str, *, action: str | None, limit: int, before: str | None) -> list[AuditEvent]:
         where = ["project_id = :p"]
