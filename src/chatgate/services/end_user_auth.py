@@ -470,8 +470,8 @@ class EndUserAuthService:
         return _Written(user, True, 0, creation.session)
 
     def _sign_in_at_once(self, attempt: _Attempt, caller: Caller, now: datetime) -> SignInAtOnce:
-        """The login of a returning user that it changes nothing on but ``lastSeenAt``, for storage to
-        record as it finds them: the session and audit row ``_write_login`` would write for them."""
+        """A returning user's login, for storage to record as it finds the user if the login changes nothing
+        on them but ``lastSeenAt``: the session and audit row ``_write_login`` would write."""
         project = attempt.project
         found_user = ""  # the session's subject and the audit row's actor and subject: whoever storage finds
         return SignInAtOnce(
