@@ -8,13 +8,16 @@ account must lose the email.
 
 from __future__ import annotations
 
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import pytest
 
-from conftest import PASSWORD, Db, Project, Server, unique_email
+from conftest import PASSWORD, Db, Project, Server, make_project, sign_up_staff, unique_email
 from jwt_tools import hs256, now
 
 
@@ -34,6 +37,12 @@ def squat(api: httpx.Client, project: Project, email: str) -> Squatter:
     body = r.json()
     assert body["user"]["emailverified"] is False  # typed, not vouched
     return Squatter(email, body["user"]["_id"], body["token"])
+
+
+def seats(api: httpx.Client, project: Project) -> int:
+    r = api.get(f"/v1/projects/{project.id}/users", headers=project.owner.auth)
+    assert r.status_code == 200, r.text
+    return int(r.json()["seats"]["used"])
 
 
 def customer_login(api: httpx.Client, project: Project, claims: dict[str, Any]) -> httpx.Response:
@@ -157,3 +166,77 @@ def test_a_vouched_identity_is_never_moved_by_a_later_sign_up(api: httpx.Client,
     assert r.status_code == 409
     rows = db.rows("SELECT id, email_verified, password_hash FROM end_users WHERE email = :e", e=email)
     assert len(rows) == 1 and rows[0][0] == first["_id"] and rows[0][1] and rows[0][2] is None
+
+
+def test_a_password_checked_while_a_vouched_login_claims_the_email_opens_nothing(
+    server: Server, project: Project, db: Db
+) -> None:
+    """The password is checked (argon2id, tens of milliseconds) against the account that typed the email;
+    a vouched login displacing that account meanwhile must not turn the check into a session for the new,
+    vouched identity that now holds the email."""
+    email = unique_email("ann")
+    with httpx.Client(base_url=server.url, timeout=60) as api:
+        mallory = squat(api, project, email)
+
+    def sign_in(delay: float) -> httpx.Response:
+        time.sleep(delay)
+        with httpx.Client(base_url=server.url, timeout=60) as api:
+            return api.post(f"/v1/projects/{project.id}/auth/email/signin", json={"email": email, "password": PASSWORD})
+
+    def vouch() -> httpx.Response:
+        time.sleep(0.15)  # while the sign-ins queue for their password checks
+        with httpx.Client(base_url=server.url, timeout=60) as api:
+            return customer_login(api, project, {"email": email, "externalId": f"crm-{mallory.user_id}"})
+
+    with ThreadPoolExecutor(max_workers=41) as pool:
+        sign_ins = [pool.submit(sign_in, i * 0.01) for i in range(40)]
+        vouched = pool.submit(vouch).result()
+        answers = [f.result() for f in sign_ins]
+    assert vouched.status_code == 200, vouched.text
+    ann = vouched.json()["user"]["_id"]
+    assert ann != mallory.user_id
+    for answer in answers:
+        assert answer.status_code in (200, 401), answer.text
+        if answer.status_code == 200:
+            assert answer.json()["user"]["_id"] == mallory.user_id  # opened before the claim, if at all
+        else:
+            assert answer.json()["error"]["code"] == "invalid_credentials"
+    assert db.count("sessions", "subject_id = :u AND method = 'email'", u=ann) == 0
+    # Mallory's sessions, from before the claim or not, all ended with it.
+    assert db.count("sessions", "subject_id = :u AND revoked_at IS NULL", u=mallory.user_id) == 0
+
+
+def test_logins_racing_to_claim_one_typed_email_free_its_seat_once(server: Server, api: httpx.Client, db: Db) -> None:
+    owner = sign_up_staff(api, "racing")
+    project = make_project(api, owner)
+    email = unique_email("seat")
+    squat(api, project, email)
+    assert seats(api, project) == 1
+
+    code = hs256(project.secret, {"user": {"id": "ann-crm", "email": email}})
+    kustomer = hs256(project.secret, {"iat": now(), "email": email, "externalId": "ann-crm"})
+    claims = [
+        (f"/v1/projects/{project.id}/auth/external-code", {"externalAuthCode": code}),
+        (f"/v1/projects/{project.id}/auth/customer/login", {"jwtToken": kustomer}),
+    ] * 4
+    clients = [httpx.Client(base_url=server.url, timeout=60) for _ in claims]
+    for client in clients:  # connected before the race starts
+        assert client.get("/healthz").status_code == 200
+    start = threading.Barrier(len(claims))
+
+    def claim(i: int) -> httpx.Response:
+        path, body = claims[i]
+        start.wait()
+        return clients[i].post(path, json=body)
+
+    try:
+        with ThreadPoolExecutor(max_workers=len(claims)) as pool:
+            answers = list(pool.map(claim, range(len(claims))))
+    finally:
+        for client in clients:
+            client.close()
+    assert all(a.status_code == 200 for a in answers), [a.text for a in answers]
+    identified = db.count("end_users", "project_id = :p AND disabled_at IS NULL AND NOT anonymous", p=project.id)
+    assert identified == 1
+    assert seats(api, project) == 1  # the squatter's seat freed once, the vouched user's taken once
+    assert db.count("audit_events", "project_id = :p AND action = :a", p=project.id, a="identity.claimed") == 1

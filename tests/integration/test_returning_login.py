@@ -103,3 +103,16 @@ def test_last_seen_moves_to_the_minute(api: httpx.Client, project: Project, db: 
     assert stored.replace(tzinfo=UTC) > long_ago + timedelta(minutes=4)
     # The first session (another device) shows the visit too.
     assert me(api, project, token).json()["user"]["lastSeenAt"] == returned["lastSeenAt"]
+
+
+def test_metadata_stored_in_a_form_a_token_cannot_send_is_simply_replaced(
+    api: httpx.Client, project: Project, db: Db
+) -> None:
+    """A NUL escape is refused in tokens but may sit in rows written before that rule (or by hand); comparing
+    it with a token's metadata must not fail the login."""
+    user_id = exchange(api, project, {"id": "ret-4", "plan": "free"})["user"]["_id"]
+    stored = "CAST(:m AS json)" if db.engine.dialect.name == "postgresql" else ":m"
+    db.execute(f"UPDATE end_users SET metadata = {stored} WHERE id = :id", m='{"note": "x\\u0000y"}', id=user_id)
+    again = exchange(api, project, {"id": "ret-4", "plan": "pro"})
+    assert again["user"]["_id"] == user_id
+    assert again["user"]["metadata"] == {"plan": "pro"}

@@ -70,7 +70,9 @@ def external_id_from(value: object) -> str | None:
     return value
 
 
-LookupField = Literal["external_id", "email", "external_id_or_id"]
+# "id": Chatgate's own id of an account still in use (neither merged nor displaced), for a sign-in that has
+# already identified it (a password checked against it).
+LookupField = Literal["external_id", "email", "external_id_or_id", "id"]
 
 
 @dataclass(frozen=True)

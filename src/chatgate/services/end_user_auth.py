@@ -232,8 +232,13 @@ class EndUserAuthService:
         if user is None or not valid:
             await self._record_wrong_password(project.id, user, caller)
             raise InvalidCredentials()
-        claim = dialects.LoginClaim(Lookup("email", email), None)
-        return await self._log_in(_Attempt(project, claim, "email", anonymous_token), caller)
+        # The account whose password was checked, by its id: should a vouched login have claimed the email
+        # meanwhile (that account displaced, a new one holding the email), the password opens nothing.
+        claim = dialects.LoginClaim(Lookup("id", user.id), None)
+        try:
+            return await self._log_in(_Attempt(project, claim, "email", anonymous_token), caller)
+        except UserNotFound as displaced:
+            raise InvalidCredentials() from displaced
 
     async def me(self, session_token: str, project_id: str) -> EndUser:
         """The user behind an end-user session of this project (one statement)."""
@@ -553,9 +558,12 @@ class EndUserAuthService:
 
         The holder loses the email and its password, its sessions end and its
         seat is freed; nothing it owns passes to the vouched identity, which is
-        a new user with credentials the holder never had.
+        a new user with credentials the holder never had. Once: a login that
+        raced this one to the same holder finds it displaced, and frees no
+        second seat.
         """
-        await tx.end_users.disable(holder.id, now)
+        if not await tx.end_users.disable(holder.id, now):
+            return
         await tx.sessions.revoke_subject(holder.id, now)
         await tx.events.add(sessions_ended(project.id, holder.id, "identity_claimed"))
         if not holder.anonymous:

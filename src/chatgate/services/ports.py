@@ -111,7 +111,9 @@ class EndUserRepository(Protocol):
         Never fails on a unique key: a concurrent holder makes it answer False, the transaction unharmed.
         """
 
-    async def disable(self, user_id: str, now: datetime) -> None: ...
+    async def disable(self, user_id: str, now: datetime) -> bool:
+        """Take the account's email and password for good; False if it was disabled already."""
+
     async def mark_merged(self, user_id: str, into_id: str) -> None: ...
 
     async def page(

@@ -305,7 +305,7 @@ def _is_read(sql: str) -> bool:
     return sql.lstrip()[:6].upper() == "SELECT" and not sql.rstrip().upper().endswith(_ROW_LOCKS)
 
 
-_ROW_LOCKS = ("FOR UPDATE", "FOR NO KEY UPDATE")
+_ROW_LOCKS = ("FOR UPDATE", "FOR NO KEY UPDATE", "FOR SHARE")
 
 
 @lru_cache(maxsize=128)

@@ -13,6 +13,8 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
+import orjson
+
 from chatgate.domain.conversations import Event
 from chatgate.domain.identity import Lookup
 from chatgate.domain.login_effects import (
@@ -262,7 +264,16 @@ _FIND_BY = {
     "external_id": "SELECT * FROM end_users WHERE project_id = :p AND external_id = :v",
     # "NOT anonymous" as the partial unique index says it (tables.py), so that the index serves it.
     "email": "SELECT * FROM end_users WHERE project_id = :p AND email = :v AND NOT anonymous",
+    "id": "SELECT * FROM end_users WHERE project_id = :p AND id = :v AND merged_into IS NULL AND disabled_at IS NULL",
 }
+# A login by the account's own id (a password checked against it) holds the row until it commits, so that a
+# vouched login displacing the account either waits and then ends the new session, or goes first and leaves
+# nothing to sign in to. (SQLite's writers take turns: nothing to hold.)
+_HELD = {"id": " FOR SHARE"}
+
+
+def _find_sql(by: str, dialect: str) -> str:
+    return _FIND_BY[by] + (_HELD.get(by, "") if dialect == "postgresql" else "")
 
 
 # Rows as column -> value, for an INSERT … VALUES and for the one-statement logins' INSERT … SELECT.
@@ -328,7 +339,9 @@ def _insert_from(
 
 
 def _unchanged_guards(unchanged: Unchanged) -> tuple[str, dict[str, Any]]:
-    """``Unchanged.holds_for`` as SQL over the found row ``u`` (PostgreSQL), with its parameters."""
+    """``Unchanged.holds_for`` as SQL over the found row ``u`` (PostgreSQL), with its parameters. Metadata is
+    compared as the JSON text it was stored as: the same text is the same value (a value written another way
+    only sends the login the long way), and no stored JSON fails a cast."""
     guards = ["TRUE"]
     if unchanged.verified_email:
         guards.append("u.email_verified")
@@ -336,11 +349,12 @@ def _unchanged_guards(unchanged: Unchanged) -> tuple[str, dict[str, Any]]:
         guards.append("u.external_id IS NOT NULL")
     params: dict[str, Any] = {}
     for column, value in unchanged.profile.items():
-        params[f"u_{column}"] = value
-        if column == "metadata":  # JSON has no equality; jsonb's compares values, as a dict's does
-            guards.append("CAST(u.metadata AS jsonb) = CAST(:u_metadata AS jsonb)")
+        if column == "metadata":
+            guards.append("CAST(u.metadata AS text) = :u_metadata")
+            params["u_metadata"] = orjson.dumps(value).decode()  # as the JSON codec writes it (postgres.py)
         else:
             guards.append(f"u.{column} = :u_{column}")
+            params[f"u_{column}"] = value
     return " AND ".join(guards), params
 
 
@@ -388,18 +402,13 @@ class EndUserRepo(_Repo):
     async def find(self, project_id: str, lookup: Lookup) -> EndUser | None:
         if lookup.by == "external_id_or_id":
             # TypingMind "id": the customer's id first, then Chatgate's own.
-            return await self.find(project_id, Lookup("external_id", lookup.value)) or self.from_row(
-                await self.sql.one(
-                    "SELECT * FROM end_users WHERE project_id = :p AND id = :v"
-                    " AND merged_into IS NULL AND disabled_at IS NULL",
-                    p=project_id,
-                    v=lookup.value,
-                )
+            return await self.find(project_id, Lookup("external_id", lookup.value)) or await self.find(
+                project_id, Lookup("id", lookup.value)
             )
         # An anonymous visitor's email (typed, unverified) identifies nobody: only identified users hold one.
         return self.from_row(
             await self.sql.one(
-                _FIND_BY[lookup.by],
+                _find_sql(lookup.by, self.sql.dialect),
                 p=project_id,
                 v=lookup.value,
             )
@@ -418,7 +427,7 @@ class EndUserRepo(_Repo):
         session, session_values = _insert_from("sessions", "s_", _session_values(attempt.session), "FROM ok", the_user)
         audit, audit_values = _insert_from("audit_events", "a_", _audit_values(attempt.audit), "FROM ok", the_user)
         row = await self.sql.guarded_write(
-            f"WITH u AS ({_FIND_BY[attempt.lookup.by]}),"  # noqa: S608
+            f"WITH u AS ({_find_sql(attempt.lookup.by, self.sql.dialect)}),"  # noqa: S608
             f" ok AS (SELECT u.id, u.last_seen_at FROM u WHERE {guards}"
             "   AND NOT EXISTS (SELECT 1 FROM webhooks WHERE project_id = :p)),"
             " seen AS (UPDATE end_users SET last_seen_at = :now FROM ok WHERE end_users.id = ok.id"
@@ -476,13 +485,15 @@ class EndUserRepo(_Repo):
         )
         return changed == 1
 
-    async def disable(self, user_id: str, now: datetime) -> None:
+    async def disable(self, user_id: str, now: datetime) -> bool:
         """The account gives up its email and password for good: nothing can sign in to it any more."""
-        await self.sql.run(
-            "UPDATE end_users SET email = NULL, password_hash = NULL, disabled_at = :now WHERE id = :id",
+        changed = await self.sql.run(
+            "UPDATE end_users SET email = NULL, password_hash = NULL, disabled_at = :now"
+            " WHERE id = :id AND disabled_at IS NULL",
             now=now,
             id=user_id,
         )
+        return changed == 1
 
     async def mark_merged(self, user_id: str, into_id: str) -> None:
         await self.sql.run("UPDATE end_users SET merged_into = :into WHERE id = :id", into=into_id, id=user_id)
