@@ -401,9 +401,9 @@ class EndUserRepo(_Repo):
 
     async def find(self, project_id: str, lookup: Lookup) -> EndUser | None:
         if lookup.by == "external_id_or_id":
-            # TypingMind "id": the customer's id first, then Chatgate's own.
-            return await self.find(project_id, Lookup("external_id", lookup.value)) or await self.find(
-                project_id, Lookup("id", lookup.value)
+            # TypingMind "id": the customer's id first, then Chatgate's own (read, not held: also the users API).
+            return await self.find(project_id, Lookup("external_id", lookup.value)) or self.from_row(
+                await self.sql.one(_FIND_BY["id"], p=project_id, v=lookup.value)
             )
         # An anonymous visitor's email (typed, unverified) identifies nobody: only identified users hold one.
         return self.from_row(
