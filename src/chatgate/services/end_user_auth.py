@@ -471,7 +471,7 @@ class EndUserAuthService:
             now,
         )
         if not await tx.end_users.create_and_sign_in(creation):
-            return None  # its externalId or email is held (or storage declined): the long way decides
+            return None  # its externalId or email is held, or the project has a webhook: the long way decides
         return _Written(user, True, 0, creation.session)
 
     def _sign_in_at_once(self, attempt: _Attempt, caller: Caller, now: datetime) -> SignInAtOnce:

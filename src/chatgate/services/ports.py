@@ -95,9 +95,9 @@ class EndUserRepository(Protocol):
         to record (``signed_in`` False); the service then writes the login itself."""
 
     async def create_and_sign_in(self, attempt: CreateAtOnce) -> bool:
-        """Write the new user and its first login (``CreateAtOnce``) unless a unique key is already held; True
-        when written, and the transaction then writes nothing more. False, with nothing written, also when
-        the adapter declines; the service then writes the login itself."""
+        """Write the new user and its first login (``CreateAtOnce``) unless a unique key is already held or the
+        project has a webhook; True when written, and the transaction then writes nothing more. False, with
+        nothing written, otherwise: the service then writes the login itself."""
 
     async def get(self, project_id: str, user_ref: str) -> EndUser | None:
         """By ``externalId``, else by ``_id``."""

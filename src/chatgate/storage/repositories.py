@@ -11,6 +11,7 @@ import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -324,7 +325,13 @@ def _audit_values(e: AuditEvent) -> dict[str, Any]:
 
 def _insert(table: str, values: Mapping[str, Any]) -> str:
     """INSERT of one row, its parameters named as its columns."""
-    return f"INSERT INTO {table} ({', '.join(values)}) VALUES ({', '.join(f':{c}' for c in values)})"  # noqa: S608
+    return _insert_sql(table, tuple(values))
+
+
+@lru_cache(maxsize=64)
+def _insert_sql(table: str, columns: tuple[str, ...]) -> str:
+    # Made once per table and column list: every login writes its session and audit rows through it.
+    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(f':{c}' for c in columns)})"  # noqa: S608
 
 
 def _insert_from(
@@ -333,9 +340,17 @@ def _insert_from(
     """INSERT of one row for each row ``source`` selects, its parameters named apart by ``prefix``; the
     columns in ``taken`` get its SQL expressions over ``source`` instead of their values."""
     taken = taken or {}
-    selected = ", ".join(taken.get(column, f":{prefix}{column}") for column in values)
-    sql = f"INSERT INTO {table} ({', '.join(values)}) SELECT {selected} {source}"
+    sql = _insert_select_sql(table, prefix, tuple(values), source, tuple(taken.items()))
     return sql, {f"{prefix}{column}": value for column, value in values.items() if column not in taken}
+
+
+@lru_cache(maxsize=64)
+def _insert_select_sql(
+    table: str, prefix: str, columns: tuple[str, ...], source: str, taken: tuple[tuple[str, str], ...]
+) -> str:
+    expressions = dict(taken)
+    selected = ", ".join(expressions.get(column, f":{prefix}{column}") for column in columns)
+    return f"INSERT INTO {table} ({', '.join(columns)}) SELECT {selected} {source}"
 
 
 def _unchanged_guards(unchanged: Unchanged) -> tuple[str, dict[str, Any]]:
@@ -369,11 +384,10 @@ class EndUserRepo(_Repo):
         return await self._insert_if_absent("end_users", "id", _end_user_values(user_id, project_id, new, now))
 
     async def create_and_sign_in(self, attempt: CreateAtOnce) -> bool:
-        """The new user and its first login in one statement on PostgreSQL, unless a unique key is held or
-        the project has a webhook; False, with nothing written, otherwise (and always on SQLite, where the
-        long way costs no round trips)."""
+        """The new user and its first login, unless a unique key is held or the project has a webhook;
+        False, with nothing written, otherwise. On PostgreSQL that is one statement."""
         if self.sql.dialect == "sqlite":
-            return False
+            return await self._create_then_sign_in(attempt)
         in_u = "FROM u"
         user, user_values = _insert_from(
             "end_users",
@@ -445,6 +459,19 @@ class EndUserRepo(_Repo):
         if row is None:
             return FoundUser(None, signed_in=False, seen=False)
         return FoundUser(self.from_row(row), signed_in=bool(row["wrote"]), seen=bool(row["seen"]))
+
+    async def _create_then_sign_in(self, attempt: CreateAtOnce) -> bool:
+        """``create_and_sign_in`` a statement at a time (SQLite: no round trips to save), by the same rules."""
+        if await has_webhooks(self.sql, attempt.project_id):
+            return False
+        if not await self.add_if_absent(attempt.user_id, attempt.project_id, attempt.profile, attempt.now):
+            return False
+        await ProjectRepo(self.sql).take_seat(attempt.project_id, None)
+        audit = AuditRepo(self.sql)
+        await audit.add(attempt.created)
+        await SessionRepo(self.sql).add(attempt.session)
+        await audit.add(attempt.signed_in)
+        return True
 
     async def _find_then_sign_in(self, attempt: SignInAtOnce) -> FoundUser:
         """``find_and_sign_in`` a statement at a time (SQLite: no round trips to save), by the same rules."""
