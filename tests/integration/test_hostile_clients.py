@@ -226,6 +226,25 @@ def test_an_oversized_pipelined_head_is_refused_after_the_answers_before_it(conn
     assert_refused(conn, 431, "headers_too_large")
 
 
+def test_a_client_that_expects_100_continue_gets_it_before_sending_its_body(connect: Connect) -> None:
+    conn = connect()
+    body = b'{"email": "nobody@example.com", "password": "wrong password 2026"}'
+    conn.send(
+        b"POST /v1/auth/signin HTTP/1.1\r\nHost: chatgate\r\nContent-Type: application/json\r\n"
+        b"Expect: 100-continue\r\nContent-Length: %d\r\n\r\n" % len(body)
+    )
+    interim = b""
+    while b"\r\n\r\n" not in interim:
+        data = conn.read_some()
+        assert data, "closed before the interim answer"
+        interim += data
+    assert interim == b"HTTP/1.1 100 Continue\r\n\r\n"
+    conn.send(body)
+    answer = conn.answer()
+    assert answer.status == 401
+    assert answer.error_code() == "invalid_credentials"
+
+
 def test_a_websocket_upgrade_is_still_answered(connect: Connect) -> None:
     conn = connect()
     conn.send(

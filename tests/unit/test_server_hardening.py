@@ -1,5 +1,6 @@
 """The server's hardening without a server: head limits to the byte whatever the read boundaries,
-the access-log filter, the timeout settings and the data directory's modes."""
+the access-log filter, the timeout settings and the data directory's modes; a response's
+head and body written together."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from chatgate.http.server import (
     MAX_REQUEST_LINE,
     REQUEST_LINE_TOO_LONG,
     HeadGuard,
+    HeadWithBody,
     Refusal,
     end_of_blank_line,
 )
@@ -130,3 +132,42 @@ def test_the_data_dir_is_made_or_tightened_to_its_owner(tmp_path: Path) -> None:
     assert stat.S_IMODE(existing.stat().st_mode) == 0o700
     assert stat.S_IMODE((existing / "chatgate.db").stat().st_mode) == 0o600
     assert stat.S_IMODE((tmp_path / "outside").stat().st_mode) == 0o644  # a link is not followed
+
+
+class SentBytes:
+    """What a transport was asked to send, one entry per send."""
+
+    def __init__(self) -> None:
+        self.sends: list[bytes] = []
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        self.sends.append(data)
+
+    def writelines(self, chunks: tuple[bytes, ...]) -> None:
+        self.sends.append(b"".join(chunks))
+
+    def close(self) -> None:
+        self.closed = True
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+
+def test_a_response_head_goes_out_with_its_body_in_one_send() -> None:
+    sent = SentBytes()
+    transport = HeadWithBody(sent)  # type: ignore[arg-type]
+    transport.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n")
+    assert sent.sends == []
+    transport.write(b"{}")
+    assert sent.sends == [b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}"]
+    transport.write(b"more")  # a streamed body's later chunks go as they come
+    assert sent.sends[1:] == [b"more"]
+
+
+def test_a_head_whose_body_never_comes_is_still_sent_before_the_close() -> None:
+    sent = SentBytes()
+    transport = HeadWithBody(sent)  # type: ignore[arg-type]
+    transport.write(b"HTTP/1.1 500 Internal Server Error\r\n\r\n")
+    transport.close()
+    assert sent.sends == [b"HTTP/1.1 500 Internal Server Error\r\n\r\n"] and sent.closed

@@ -145,6 +145,38 @@ def end_of_blank_line(tail: bytes, chunk: bytes) -> int:
     return found + 4 if found >= 0 else -1
 
 
+class HeadWithBody:
+    """The transport one response is written through: its head waits for the body's first bytes.
+
+    uvicorn writes a response's head and body separately: two sends, and the client
+    woken twice for one answer. Held back, the head goes out with the body in one
+    send. ASGI always follows the head with a body message (empty if need be); a
+    close without one still sends the head first.
+    """
+
+    __slots__ = ("_head", "_transport")
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self._transport = transport
+        self._head: bytes | None = None
+
+    def write(self, data: bytes) -> None:
+        if self._head is None:
+            self._head = data
+            return
+        head, self._head = self._head, b""
+        self._transport.writelines((head, data) if head else (data,))
+
+    def close(self) -> None:
+        if self._head:
+            self._transport.write(self._head)
+            self._head = b""
+        self._transport.close()
+
+    def is_closing(self) -> bool:
+        return self._transport.is_closing()
+
+
 @functools.cache
 def header_timeout_seconds() -> int:
     # uvicorn's Config has no field for it: each worker reads the environment `chatgate serve` checked.
@@ -234,6 +266,10 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._head_parsed = True
         super().on_headers_complete()
+        cycle = self.cycle
+        # A 100 Continue is written before the head: that cycle writes straight through.
+        if cycle is not None and cycle.transport is self.transport and not cycle.waiting_for_100_continue:
+            cycle.transport = HeadWithBody(self.transport)  # type: ignore[assignment]
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
