@@ -9,6 +9,7 @@ once, ``lastSeenAt`` moves to the minute.
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -83,6 +84,16 @@ def test_new_names_and_metadata_are_taken_at_the_next_login(api: httpx.Client, p
     assert (firstname, lastname) == ("Grace", "Hopper")
     seen = me(api, project, token).json()["user"]  # the first session sees the user as it is now
     assert (seen["firstname"], seen["lastname"], seen["metadata"]) == ("Grace", "Hopper", {"plan": "pro"})
+
+
+def test_metadata_that_only_python_holds_equal_is_still_replaced(api: httpx.Client, project: Project) -> None:
+    """JSON's true, 1 and 1.0 are different values (Python's == holds them equal)."""
+    token = exchange(api, project, {"id": "ret-5", "trial": 1})["token"]
+    for value in (True, 1, 1.0, [True], {"n": 0}, {"n": False}):
+        metadata = exchange(api, project, {"id": "ret-5", "trial": value})["user"]["metadata"]
+        assert json.dumps(metadata) == json.dumps({"trial": value})
+        stored = me(api, project, token).json()["user"]["metadata"]  # what the row holds, from another session
+        assert json.dumps(stored) == json.dumps({"trial": value})
 
 
 def test_last_seen_moves_to_the_minute(api: httpx.Client, project: Project, db: Db) -> None:

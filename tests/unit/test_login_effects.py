@@ -44,7 +44,11 @@ def user(*, verified: bool, external_id: str | None, firstname: str | None, meta
 def claims() -> list[LoginClaim]:
     found = []
     for by, vouched, attach, firstname, metadata in itertools.product(
-        ("email", "external_id"), (True, False), (None, "k-1"), (None, "", "Ada", "Grace"), ({}, {"plan": "pro"})
+        ("email", "external_id"),
+        (True, False),
+        (None, "k-1"),
+        (None, "", "Ada", "Grace"),
+        ({}, {"plan": "pro"}, {"trial": True}),
     ):
         profile = NewEndUser(CreatedVia.CUSTOMER_LOGIN, firstname=firstname, metadata=metadata)
         value = "ada@example.com" if by == "email" else "k-1"
@@ -57,7 +61,7 @@ def users() -> list[EndUser]:
     return [
         user(verified=verified, external_id=external_id, firstname=firstname, metadata=metadata)
         for verified, external_id, firstname, metadata in itertools.product(
-            (True, False), (None, "k-1"), (None, "Ada"), ({}, {"plan": "pro"}, {"plan": "free"})
+            (True, False), (None, "k-1"), (None, "Ada"), ({}, {"plan": "pro"}, {"plan": "free"}, {"trial": 1})
         )
     ]
 
@@ -83,6 +87,21 @@ def test_an_empty_name_or_metadata_keeps_the_stored_one() -> None:
     assert profile_updates(stored, profile) == {}
     renamed = NewEndUser(CreatedVia.EXTERNAL_AUTH_CODE, firstname="Grace", metadata={"plan": "pro"})
     assert profile_updates(stored, renamed) == {"firstname": "Grace"}
+
+
+def test_json_values_python_holds_equal_are_changes() -> None:
+    stored = user(verified=True, external_id="k-1", firstname=None, metadata={"trial": 1, "tags": [0, "a"]})
+    for given in (
+        {"trial": True, "tags": [0, "a"]},
+        {"trial": 1.0, "tags": [0, "a"]},
+        {"trial": 1, "tags": [False, "a"]},
+    ):
+        profile = NewEndUser(CreatedVia.EXTERNAL_AUTH_CODE, metadata=given)
+        assert profile_updates(stored, profile) == {"metadata": given}
+    same = NewEndUser(
+        CreatedVia.EXTERNAL_AUTH_CODE, metadata={"tags": [0, "a"], "trial": 1}
+    )  # key order is not a change
+    assert profile_updates(stored, same) == {}
 
 
 def test_last_seen_is_kept_to_the_minute() -> None:

@@ -43,7 +43,21 @@ def token_profile(profile: NewEndUser | None) -> dict[str, Any]:
 
 def profile_updates(user: EndUser, profile: NewEndUser | None) -> dict[str, Any]:
     """The columns of ``user`` the token's profile changes, with their new values."""
-    return {column: value for column, value in token_profile(profile).items() if getattr(user, column) != value}
+    return {
+        column: value for column, value in token_profile(profile).items() if not same_json(getattr(user, column), value)
+    }
+
+
+def same_json(stored: Any, given: Any) -> bool:
+    """Whether two JSON values are the same value. Python's ``==`` holds ``true`` equal to ``1`` and
+    ``1.0``: a token that turns ``{"trial": 1}`` into ``{"trial": true}`` changes the metadata."""
+    if type(stored) is not type(given):
+        return False
+    if isinstance(stored, dict):
+        return stored.keys() == given.keys() and all(same_json(stored[key], given[key]) for key in stored)
+    if isinstance(stored, list):
+        return len(stored) == len(given) and all(map(same_json, stored, given))
+    return bool(stored == given)
 
 
 def seen_is_due(user: EndUser, now: datetime) -> bool:
@@ -63,7 +77,7 @@ class Unchanged:
         return (
             (user.email_verified or not self.verified_email)
             and (user.external_id is not None or not self.has_external_id)
-            and all(getattr(user, column) == value for column, value in self.profile.items())
+            and all(same_json(getattr(user, column), value) for column, value in self.profile.items())
         )
 
 
