@@ -226,6 +226,20 @@ def test_an_oversized_pipelined_head_is_refused_after_the_answers_before_it(conn
     assert_refused(conn, 431, "headers_too_large")
 
 
+def test_a_head_request_is_answered_and_the_connection_goes_on(connect: Connect) -> None:
+    conn = connect()
+    conn.send(get().replace(b"GET ", b"HEAD ", 1))
+    head = b""
+    while b"\r\n\r\n" not in head:
+        data = conn.read_some()
+        assert data, f"closed before the head: {head!r}"
+        head += data
+    assert head.startswith(b"HTTP/1.1 200 ") and head.endswith(b"\r\n\r\n")  # a head, no body
+    conn.send(get())
+    answer = conn.answer()
+    assert answer.status == 200 and json.loads(answer.body) == {"status": "ok"}
+
+
 def test_a_client_that_expects_100_continue_gets_it_before_sending_its_body(connect: Connect) -> None:
     conn = connect()
     body = b'{"email": "nobody@example.com", "password": "wrong password 2026"}'

@@ -150,8 +150,9 @@ class HeadWithBody:
 
     uvicorn writes a response's head and body separately: two sends, and the client
     woken twice for one answer. Held back, the head goes out with the body in one
-    send. ASGI always follows the head with a body message (empty if need be); a
-    close without one still sends the head first.
+    send. ASGI always follows the head with a body message (empty if need be),
+    which uvicorn writes even when empty (except for a HEAD: not held); a close
+    without one still sends the head first.
     """
 
     __slots__ = ("_head", "_transport")
@@ -267,8 +268,14 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._head_parsed = True
         super().on_headers_complete()
         cycle = self.cycle
-        # A 100 Continue is written before the head: that cycle writes straight through.
-        if cycle is not None and cycle.transport is self.transport and not cycle.waiting_for_100_continue:
+        # Straight through: a 100 Continue, written before the head, and the answer to a HEAD, whose
+        # body uvicorn never writes.
+        if (
+            cycle is not None
+            and cycle.transport is self.transport
+            and not cycle.waiting_for_100_continue
+            and cycle.scope["method"] != "HEAD"
+        ):
             cycle.transport = HeadWithBody(self.transport)  # type: ignore[assignment]
 
     def on_message_complete(self) -> None:
