@@ -20,6 +20,7 @@ import httpx
 import pytest
 
 from conftest import RELAXED_RATES, Db, Project, Server, fit_in_one_window, make_project, sign_up_staff, start_server
+from jwt_tools import hs256, now
 from live_tools import (
     EndUser,
     api_key,
@@ -31,6 +32,7 @@ from live_tools import (
     messages,
     say,
     start,
+    visitor,
 )
 
 CONVERSATION_KEYS = {"id", "title", "userId", "status", "createdAt", "updatedAt"}
@@ -532,6 +534,28 @@ def test_a_user_over_the_conversation_cap_is_refused(capped: Server, capped_api:
     assert db.count("conversations", "user_id = :u", u=user.id) == 3
     assert len(listing(api, project.id, user.auth)) == 3
     start(api, project.id, other.auth)  # a cap per user, not per project
+
+
+def test_a_merge_keeps_every_chat_even_past_the_cap(capped: Server, capped_api: httpx.Client) -> None:
+    api, db = capped_api, Db(capped.engine)
+    project = make_project(api, sign_up_staff(api))
+    user = customer(api, project, "merged-past-cap")
+    for _ in range(3):
+        start(api, project.id, user.auth)
+    guest = visitor(api, project.id)
+    start(api, project.id, guest.auth, "asked before signing in")
+    claims = {"externalId": "merged-past-cap", "iat": now()}
+    r = api.post(
+        f"/v1/projects/{project.id}/auth/customer/login",
+        json={"jwtToken": hs256(project.secret, claims), "anonymous_token": guest.bare},
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["merged_conversations"] == 1
+    assert db.count("conversations", "user_id = :u", u=user.id) == 4
+    assert "asked before signing in" in [c["title"] for c in listing(api, project.id, user.auth)]
+    # Over the cap: no new conversation until under it.
+    r = api.post(conversations_path(project.id), json={}, headers=user.auth)
+    assert r.status_code == 403 and error(r)["code"] == "conversation_limit_reached"
 
 
 def test_the_conversation_cap_holds_under_concurrent_starts(capped: Server, capped_api: httpx.Client) -> None:
