@@ -4,6 +4,7 @@ head and body written together."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import stat
 from pathlib import Path
@@ -155,19 +156,39 @@ class SentBytes:
 
 
 def test_a_response_head_goes_out_with_its_body_in_one_send() -> None:
-    sent = SentBytes()
-    transport = HeadWithBody(sent)  # type: ignore[arg-type]
-    transport.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n")
-    assert sent.sends == []
-    transport.write(b"{}")
-    assert sent.sends == [b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}"]
-    transport.write(b"more")  # a streamed body's later chunks go as they come
-    assert sent.sends[1:] == [b"more"]
+    loop, sent = asyncio.new_event_loop(), SentBytes()
+    try:
+        transport = HeadWithBody(sent, loop)  # type: ignore[arg-type]
+        transport.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n")
+        assert sent.sends == []
+        transport.write(b"{}")
+        assert sent.sends == [b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}"]
+        loop.run_until_complete(asyncio.sleep(0))  # the loop's turn ends: nothing more to send
+        transport.write(b"more")  # a streamed body's later chunks go as they come
+        assert sent.sends[1:] == [b"more"]
+    finally:
+        loop.close()
+
+
+def test_a_head_alone_at_the_end_of_the_loop_turn_goes_out_alone() -> None:
+    loop, sent = asyncio.new_event_loop(), SentBytes()
+    try:
+        transport = HeadWithBody(sent, loop)  # type: ignore[arg-type]
+        transport.write(b"HTTP/1.1 200 OK\r\n\r\n")
+        loop.run_until_complete(asyncio.sleep(0))
+        assert sent.sends == [b"HTTP/1.1 200 OK\r\n\r\n"]
+        transport.write(b"later")
+        assert sent.sends == [b"HTTP/1.1 200 OK\r\n\r\n", b"later"]
+    finally:
+        loop.close()
 
 
 def test_a_head_whose_body_never_comes_is_still_sent_before_the_close() -> None:
-    sent = SentBytes()
-    transport = HeadWithBody(sent)  # type: ignore[arg-type]
-    transport.write(b"HTTP/1.1 500 Internal Server Error\r\n\r\n")
-    transport.close()
-    assert sent.sends == [b"HTTP/1.1 500 Internal Server Error\r\n\r\n"] and sent.closed
+    loop, sent = asyncio.new_event_loop(), SentBytes()
+    try:
+        transport = HeadWithBody(sent, loop)  # type: ignore[arg-type]
+        transport.write(b"HTTP/1.1 500 Internal Server Error\r\n\r\n")
+        transport.close()
+        assert sent.sends == [b"HTTP/1.1 500 Internal Server Error\r\n\r\n"] and sent.closed
+    finally:
+        loop.close()

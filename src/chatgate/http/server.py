@@ -150,28 +150,35 @@ class HeadWithBody:
 
     uvicorn writes a response's head and body separately: two sends, and the client
     woken twice for one answer. Held back, the head goes out with the body in one
-    send. ASGI always follows the head with a body message (empty if need be),
-    which uvicorn writes even when empty (except for a HEAD: not held); a close
-    without one still sends the head first.
+    send. A response whose body follows at once (all of Chatgate's: the app sends
+    both in one step) is one send; a head whose body is not written within the
+    event loop's turn (a stream that waits, a handler that then reads the request)
+    goes out alone at the end of that turn, as uvicorn would have sent it. A close
+    sends a held head first.
     """
 
-    __slots__ = ("_head", "_transport")
+    __slots__ = ("_head", "_loop", "_transport")
 
-    def __init__(self, transport: asyncio.Transport) -> None:
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
         self._transport = transport
-        self._head: bytes | None = None
+        self._loop = loop
+        self._head: bytes | None = None  # None: no head yet; b"": it has gone out
 
     def write(self, data: bytes) -> None:
         if self._head is None:
             self._head = data
+            self._loop.call_soon(self._send_head)
             return
         head, self._head = self._head, b""
         self._transport.writelines((head, data) if head else (data,))
 
-    def close(self) -> None:
-        if self._head:
+    def _send_head(self) -> None:
+        if self._head and not self._transport.is_closing():
             self._transport.write(self._head)
-            self._head = b""
+        self._head = b""
+
+    def close(self) -> None:
+        self._send_head()
         self._transport.close()
 
     def is_closing(self) -> bool:
@@ -266,17 +273,18 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._head_parsed = True
+        previous = self.cycle
         super().on_headers_complete()
         cycle = self.cycle
-        # Straight through: a 100 Continue, written before the head, and the answer to a HEAD, whose
-        # body uvicorn never writes.
+        # Only a cycle made for this request (an upgrade makes none), and straight through: a 100
+        # Continue, written before the head, and the answer to a HEAD, whose body uvicorn never writes.
         if (
             cycle is not None
-            and cycle.transport is self.transport
+            and cycle is not previous
             and not cycle.waiting_for_100_continue
             and cycle.scope["method"] != "HEAD"
         ):
-            cycle.transport = HeadWithBody(self.transport)  # type: ignore[assignment]
+            cycle.transport = HeadWithBody(self.transport, self.loop)  # type: ignore[assignment]
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
