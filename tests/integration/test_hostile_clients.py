@@ -219,6 +219,19 @@ def test_pipelined_requests_are_all_answered_in_order(connect: Connect) -> None:
     assert [conn.answer().status for _ in range(3)] == [405, 405, 200]
 
 
+def test_requests_pipelined_after_a_connection_close_are_dropped_not_refused(connect: Connect) -> None:
+    conn = connect()
+    conn.send(get() + get(headers=[b"Connection: close"]) + get() + b"garbage\r\n\r\n")
+    first, last = conn.answer(), conn.answer()
+    assert (first.status, last.status) == (200, 200)
+    assert last.headers["connection"] == "close"
+    assert conn.closed_within(2)  # and nothing after: the third request is not answered
+    old = connect()
+    old.send(get().replace(b"HTTP/1.1", b"HTTP/1.0", 1) + get())
+    assert old.answer().status == 200
+    assert old.closed_within(2)
+
+
 def test_an_oversized_pipelined_head_is_refused_after_the_answers_before_it(connect: Connect) -> None:
     conn = connect()
     conn.send(get() + get(headers=[b"X-%d: 1" % i for i in range(101)]))

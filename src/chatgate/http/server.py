@@ -208,6 +208,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._body_tail = b""  # the last bytes of a chunked body, to find its end across reads
         self._header_timer: asyncio.TimerHandle | None = None
         self._refused = False
+        self._last_request_read = False  # it asked for the connection to close: what follows is dropped
         self._refusal_after_response: bytes | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -219,7 +220,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        while data and not self._refused and not self.transport.is_closing():
+        while data and not self._refused and not self._last_request_read and not self.transport.is_closing():
             if self.transport.get_protocol() is not self:
                 return  # upgraded to WebSocket: as uvicorn does, bytes sent before the 101 are dropped
             data = self._take_head(data) if self._head is not None else self._take_body(data)
@@ -289,6 +290,11 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def on_message_complete(self) -> None:
         super().on_message_complete()
         self._head, self._body_left = HeadGuard(), None
+        # After `Connection: close` (or HTTP/1.0 without keep-alive) the connection ends with this
+        # answer. Bytes after it are not parsed: the parser would refuse them with a 400 and a
+        # close that cut off the answers still owed to the requests before.
+        if not self.parser.should_keep_alive():
+            self._last_request_read = True
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
