@@ -1,10 +1,15 @@
-"""What a running server leaves behind: log lines without codes or emails, data files only its owner can read."""
+"""What a running server leaves behind: log lines without codes, emails or tracebacks for clients that
+left, and data files only its owner can read."""
 
 from __future__ import annotations
 
 import secrets
+import socket
 import stat
+import struct
+import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -27,6 +32,26 @@ def test_the_access_log_leaves_out_query_strings(tmp_path: Path, workers: int) -
     for secret in ("SECRETCODE123", "a@b.c", "a%40b.c"):
         assert secret not in log
     assert '"GET /?<redacted> HTTP/1.1"' in log
+
+
+def test_a_download_cut_short_logs_no_error(tmp_path: Path) -> None:
+    """A browser leaving a page while a script loads is the client's choice, not a server error."""
+    server = start_server(tmp_path, None)
+    try:
+        port = urlsplit(server.url).port
+        for linger in (False, True):  # a plain close, and a reset
+            for _ in range(3):
+                with socket.create_connection(("127.0.0.1", port or 0), timeout=5) as sock:
+                    sock.sendall(b"GET /static/chat.js HTTP/1.1\r\nHost: chatgate\r\n\r\n" * 50)
+                    assert sock.recv(16).startswith(b"HTTP/1.1 200")
+                    if linger:
+                        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        time.sleep(1)
+        assert httpx.get(f"{server.url}/healthz").status_code == 200
+    finally:
+        server.stop()
+    log = server.log.read_text()
+    assert "Exception in ASGI application" not in log and "Traceback" not in log, log[-3000:]
 
 
 def modes(data_dir: Path) -> dict[str, int]:

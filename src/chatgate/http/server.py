@@ -170,6 +170,10 @@ class HeadWithBody:
             self._loop.call_soon(self._send_head)
             return
         head, self._head = self._head, b""
+        if self._transport.is_closing():
+            # The client has gone (a download cut short): drop what it will never read, as
+            # asyncio's own transports do, rather than fail the handler (uvloop raises).
+            return
         self._transport.writelines((head, data) if head else (data,))
 
     def _send_head(self) -> None:
