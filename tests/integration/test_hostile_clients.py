@@ -70,12 +70,17 @@ class RawConnection:
         except ConnectionResetError:  # the server closed with our bytes unread
             return b""
 
-    def answer(self) -> Answer:
+    def head(self) -> bytes:
+        """The next head (without its blank line); what came after it stays in ``buffer``."""
         while b"\r\n\r\n" not in self.buffer:
             data = self.read_some()
-            assert data, f"connection closed before a whole answer: {self.buffer!r}"
+            assert data, f"connection closed before a whole head: {self.buffer!r}"
             self.buffer += data
         head, self.buffer = self.buffer.split(b"\r\n\r\n", 1)
+        return head
+
+    def answer(self) -> Answer:
+        head = self.head()
         status_line, *lines = head.decode("latin-1").split("\r\n")
         headers = {name.lower(): value.strip() for name, value in (line.split(":", 1) for line in lines)}
         length = int(headers["content-length"])
@@ -242,12 +247,8 @@ def test_an_oversized_pipelined_head_is_refused_after_the_answers_before_it(conn
 def test_a_head_request_is_answered_and_the_connection_goes_on(connect: Connect) -> None:
     conn = connect()
     conn.send(get().replace(b"GET ", b"HEAD ", 1))
-    head = b""
-    while b"\r\n\r\n" not in head:
-        data = conn.read_some()
-        assert data, f"closed before the head: {head!r}"
-        head += data
-    assert head.startswith(b"HTTP/1.1 200 ") and head.endswith(b"\r\n\r\n")  # a head, no body
+    assert conn.head().startswith(b"HTTP/1.1 200 ")
+    assert conn.buffer == b""  # a head, no body
     conn.send(get())
     answer = conn.answer()
     assert answer.status == 200 and json.loads(answer.body) == {"status": "ok"}
@@ -260,12 +261,7 @@ def test_a_client_that_expects_100_continue_gets_it_before_sending_its_body(conn
         b"POST /v1/auth/signin HTTP/1.1\r\nHost: chatgate\r\nContent-Type: application/json\r\n"
         b"Expect: 100-continue\r\nContent-Length: %d\r\n\r\n" % len(body)
     )
-    interim = b""
-    while b"\r\n\r\n" not in interim:
-        data = conn.read_some()
-        assert data, "closed before the interim answer"
-        interim += data
-    assert interim == b"HTTP/1.1 100 Continue\r\n\r\n"
+    assert (conn.head(), conn.buffer) == (b"HTTP/1.1 100 Continue", b"")
     conn.send(body)
     answer = conn.answer()
     assert answer.status == 401
