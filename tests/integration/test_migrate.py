@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import subprocess
@@ -115,3 +116,28 @@ def test_the_migrations_build_the_schema_tables_py_declares(
             assert compare_metadata(context, metadata) == []
     finally:
         engine.dispose()
+
+
+def journal_mode(database: Path, switch_to: str | None = None) -> str:
+    with contextlib.closing(sqlite3.connect(database)) as db:
+        pragma = f"PRAGMA journal_mode={switch_to}" if switch_to else "PRAGMA journal_mode"
+        return str(db.execute(pragma).fetchone()[0])
+
+
+def test_the_database_is_in_wal_before_any_worker_opens_it(tmp_path: Path) -> None:
+    """Workers that open a file not yet in WAL all try to switch it, and SQLite refuses all but one
+    ("database is locked") at once: a worker failed to start on a fresh or restored database."""
+    data_dir = tmp_path / "data"
+    assert chatgate(sqlite_env(data_dir), "migrate").returncode == 0
+    database = data_dir / "chatgate.db"
+    assert journal_mode(database) == "wal"
+
+    # A restored backup is one file in rollback-journal mode; the start checks it (without
+    # migrating here) before the workers start.
+    assert journal_mode(database, switch_to="DELETE") == "delete"
+    srv = start_server(tmp_path, f"sqlite:///{database}", workers=2, extra_env={"CHATGATE_MIGRATE_ON_START": "false"})
+    try:
+        assert httpx.get(f"{srv.url}/healthz").status_code == 200
+        assert journal_mode(database) == "wal"
+    finally:
+        srv.stop()

@@ -47,6 +47,10 @@ def make_engine(url: str) -> Engine:
 def _sqlite_autocommit(dbapi_connection: sqlite3.Connection, _record: Any) -> None:
     # Python's sqlite3 opens no transaction before DDL: take over, so a failed migration leaves nothing behind.
     dbapi_connection.isolation_level = None
+    # WAL is kept in the file. Switched here, before any worker starts: workers that open a new (or
+    # restored) file together each try to switch it, and SQLite refuses all but one ("database is
+    # locked", without waiting) to avoid a deadlock, so a worker would fail to start.
+    dbapi_connection.execute("PRAGMA journal_mode=WAL")
 
 
 def _sqlite_begin_immediate(connection: Connection) -> None:
