@@ -1,9 +1,9 @@
 """Ways into one Chatgate service that may land on different processes: an instance, or one
 worker process of an instance, reached through a keep-alive connection that worker accepted.
 
-Workers of ``chatgate serve --workers N`` share one listening socket and the
-kernel picks who accepts a connection, so a test cannot choose a worker by
-address. A ``Door`` with a ``worker`` pin opens connections until one is held
+Workers of ``chatgate serve --workers N`` listen on one address and the
+kernel picks which of them a connection goes to, so a test cannot choose a
+worker by address. A ``Door`` with a ``worker`` pin opens connections until one is held
 by that worker (the connection's socket is found among the process's open
 files through /proc), then keeps using it.
 """

@@ -117,6 +117,7 @@ def run_server(settings: Settings, host: str, port: int, workers: int, log_level
         port=port,
         workers=workers,
         http="chatgate.http.server:BoundedHttpToolsProtocol",
+        loop="chatgate.http.accept:ReusePortLoop",
         timeout_keep_alive=settings.keepalive_timeout_seconds,
         log_config=log_config(),
         log_level=log_level or settings.log_level,

@@ -4,14 +4,20 @@ every user (what the planner picks for a never-analyzed table)."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 from sqlalchemy import create_engine, text
 
+from async_tools import run_async
+from chatgate.storage.planner_statistics import analyze_stale_tables, autovacuum_is_off
+from chatgate.storage.postgres import dsn_of
 from conftest import Server, make_project, sign_up_staff, start_server
 from jwt_tools import hs256
 from live_tools import fresh_postgres
@@ -62,3 +68,44 @@ def test_a_growing_user_table_is_analyzed_and_logins_use_the_unique_index(pg_ser
         plan, analyzed = plan_and_last_analyze(pg_server)
     assert analyzed is not None, "end_users was never analyzed"
     assert "uq_end_users_project_id_external_id" in plan, plan
+
+
+async def _changes_seen(connection: Any, table: str, at_least: int) -> None:
+    """Wait until the statistics system counts the table's changes (backends report them within a second)."""
+    deadline = time.monotonic() + 10
+    query = "SELECT n_mod_since_analyze FROM pg_stat_user_tables WHERE relname = $1"
+    while (await connection.fetchval(query, table) or 0) < at_least:
+        assert time.monotonic() < deadline, f"{table}: changes never counted"
+        await connection.execute("SELECT pg_stat_clear_snapshot()")
+        await asyncio.sleep(0.1)
+
+
+def test_a_table_analyzed_within_the_minute_waits_however_much_it_changed() -> None:
+    """Like autovacuum (once a minute per database): under load a sign-in table grows by its 10%
+    every few seconds, and each ANALYZE is a burst of work the requests queued behind it feel."""
+
+    async def scenario(url: str) -> tuple[list[str], list[str], list[str], str]:
+        connection = await asyncpg.connect(dsn_of(url))
+        try:
+            if not await autovacuum_is_off(connection):
+                pytest.skip("this PostgreSQL runs autovacuum, which analyzes the tables itself")
+            await connection.execute("CREATE TABLE grows (n int)")
+            await connection.execute("INSERT INTO grows SELECT generate_series(1, 200)")
+            await _changes_seen(connection, "grows", 200)
+            first = await analyze_stale_tables(connection)
+            await connection.execute("INSERT INTO grows SELECT generate_series(1, 2000)")
+            await _changes_seen(connection, "grows", 2000)
+            within_the_minute = await analyze_stale_tables(connection)
+            once_it_passed = await analyze_stale_tables(connection, reanalyze_after=0)
+            # The slower pace was the ANALYZE's own: the connection goes back to the pool without it.
+            pace_left = str(await connection.fetchval("SHOW vacuum_cost_delay"))
+            return first, within_the_minute, once_it_passed, pace_left
+        finally:
+            await connection.close()
+
+    with fresh_postgres() as url:
+        first, within_the_minute, once_it_passed, pace_left = run_async(scenario(url))
+    assert "grows" in first
+    assert "grows" not in within_the_minute
+    assert "grows" in once_it_passed
+    assert pace_left == "0"
