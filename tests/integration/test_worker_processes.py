@@ -102,3 +102,32 @@ def test_a_second_instance_on_the_same_port_is_refused(server: Server, tmp_path:
     with httpx.Client(base_url=server.url, timeout=10) as api:
         for _ in range(20):
             assert api.get("/healthz", headers={"Connection": "close"}).status_code == 200
+
+
+def gone(pid: int) -> bool:
+    """Exited (a zombie until its parent reaps it): its sockets are closed."""
+    try:
+        return "State:\tZ" in Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return True
+
+
+def test_a_worker_that_dies_is_replaced_and_takes_its_share_again(server: Server) -> None:
+    port = port_of(server)
+    before = descendants(server.process.pid)
+    dead, alive = accepting_workers(port, before, 2)
+    os.kill(dead, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while not gone(dead):
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    # Every new connection reaches the worker left: the dead one's socket went with it.
+    with httpx.Client(base_url=server.url, timeout=10) as api:
+        for _ in range(20):
+            assert api.get("/healthz", headers={"Connection": "close"}).status_code == 200
+    deadline = time.monotonic() + 30
+    while not set(descendants(server.process.pid)) - set(before):
+        assert time.monotonic() < deadline, "the dead worker was not replaced"
+        time.sleep(0.1)
+    now = accepting_workers(port, descendants(server.process.pid), 2)
+    assert alive in now and dead not in now
