@@ -3,6 +3,7 @@ port stays the instance's own."""
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import socket
@@ -42,18 +43,22 @@ def answered(conn: socket.socket) -> bytes:
     return conn.recv(4096)
 
 
-def accepting_workers(port: int, processes: list[int], count: int) -> list[int]:
+def accepting_workers(port: int, parent: int, count: int) -> list[int]:
     """/healthz answers once one worker is up: wait until ``count`` processes have taken a connection."""
     seen: set[int] = set()
-    for _ in range(200):
-        with socket.create_connection(("127.0.0.1", port)) as conn:
-            assert answered(conn).startswith(b"HTTP/1.1 200")
-            owner = owner_of(port, conn.getsockname()[1], processes)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port)) as conn:
+                assert answered(conn).startswith(b"HTTP/1.1 200")
+                owner = owner_of(port, conn.getsockname()[1], descendants(parent))
+        except ConnectionError:  # no worker listening yet, or one starting up (being replaced)
+            owner = None
         seen |= {owner} if owner else set()
         if len(seen) == count:
             return sorted(seen)
         time.sleep(0.02)
-    raise AssertionError(f"of {processes}, only {seen} took connections")
+    raise AssertionError(f"of {descendants(parent)}, only {seen} took connections")
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="other systems' reuse-port groups do not spread")
@@ -63,7 +68,7 @@ def test_a_burst_of_connections_is_spread_over_the_workers(server: Server) -> No
     whichever ran first accepted all that waited. Each worker now has a queue of its own, and
     which one a connection joins does not depend on who runs first."""
     port = port_of(server)
-    workers = accepting_workers(port, descendants(server.process.pid), 2)
+    workers = accepting_workers(port, server.process.pid, 2)
     # One worker held up (busy, or not yet scheduled on a loaded machine) while the burst comes.
     os.kill(workers[0], signal.SIGSTOP)
     try:
@@ -115,7 +120,7 @@ def gone(pid: int) -> bool:
 def test_a_worker_that_dies_is_replaced_and_takes_its_share_again(server: Server) -> None:
     port = port_of(server)
     before = descendants(server.process.pid)
-    dead, alive = accepting_workers(port, before, 2)
+    dead, alive = accepting_workers(port, server.process.pid, 2)
     os.kill(dead, signal.SIGKILL)
     deadline = time.monotonic() + 10
     while not gone(dead):
@@ -129,5 +134,32 @@ def test_a_worker_that_dies_is_replaced_and_takes_its_share_again(server: Server
     while not set(descendants(server.process.pid)) - set(before):
         assert time.monotonic() < deadline, "the dead worker was not replaced"
         time.sleep(0.1)
-    now = accepting_workers(port, descendants(server.process.pid), 2)
+    now = accepting_workers(port, server.process.pid, 2)
     assert alive in now and dead not in now
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reuse-port groups are Linux's here")
+def test_while_no_worker_is_up_no_other_socket_can_take_the_port(server: Server) -> None:
+    """All workers dead at once (a crash, the OOM killer): until the parent starts new ones, the
+    port must stay the instance's. The parent's socket is bound and never listens, and a bound
+    socket with SO_REUSEADDR let any other user's socket with SO_REUSEADDR bind beside it."""
+    port = port_of(server)
+    parent = server.process.pid
+    workers = accepting_workers(port, parent, 2)
+    os.kill(parent, signal.SIGSTOP)  # no replacements while the port is tried
+    try:
+        for pid in workers:
+            os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while not all(gone(pid) for pid in workers):
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        for host in ("127.0.0.1", "0.0.0.0"):
+            with socket.socket() as intruder:
+                intruder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                with pytest.raises(OSError) as refused:
+                    intruder.bind((host, port))
+                assert refused.value.errno == errno.EADDRINUSE, host
+    finally:
+        os.kill(parent, signal.SIGCONT)
+    assert len(accepting_workers(port, parent, 2)) == 2  # back, and serving

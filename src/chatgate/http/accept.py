@@ -13,6 +13,8 @@ addresses.
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
 import socket
 import sys
 from collections.abc import Callable
@@ -24,14 +26,26 @@ import uvloop
 # them all to one socket of it, which would be worse than sharing one.
 SPREADS_CONNECTIONS = sys.platform.startswith("linux")
 
+log = logging.getLogger("chatgate")
+
 
 def own_listening_socket(shared: socket.socket) -> socket.socket:
-    """A socket bound where ``shared`` is, in one reuse-port group with the other workers'."""
+    """A socket bound where ``shared`` is, in one reuse-port group with the other workers'; ``shared``
+    itself if that cannot be had."""
     shared.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)  # before any worker binds beside it
+    # The parent's socket is bound but never listens now, and a bound socket with SO_REUSEADDR lets
+    # anyone else's socket with SO_REUSEADDR bind beside it: while no worker is up (all died at once),
+    # another user could take the port. Without it, only this user's reuse-port sockets can join.
+    shared.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 0)
     own = socket.socket(shared.family, shared.type)
-    own.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    own.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    own.bind(shared.getsockname())
+    try:
+        own.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        own.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        own.bind(shared.getsockname())
+    except OSError as exc:
+        own.close()
+        log.warning("worker %d accepts on the shared socket (no socket of its own: %s)", os.getpid(), exc)
+        return shared
     return own
 
 
