@@ -26,6 +26,8 @@ from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
+from chatgate.storage.tables import metadata
+
 log = logging.getLogger("chatgate")
 
 CHECK_SECONDS = 2.0
@@ -37,12 +39,14 @@ REANALYZE_AFTER_SECONDS = 60.0
 # Autovacuum's own pace (autovacuum_vacuum_cost_delay and vacuum_cost_limit's defaults): a
 # manual ANALYZE runs unthrottled, taking a core from the requests for its whole length.
 _AT_AUTOVACUUM_PACE = "SET LOCAL vacuum_cost_delay = '2ms'; SET LOCAL vacuum_cost_limit = 200"
+# Chatgate's own tables, and no other table of the schema (whose name this process did not choose).
+CHATGATE_TABLES = sorted(metadata.tables)
 # One process of one instance analyzes at a time (a session-level advisory lock; any fixed key).
 LOCK_KEY = 0x43484154_53544154  # "CHATSTAT"
 
 _STALE_TABLES = """
-SELECT s.relname FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid
-WHERE s.schemaname = current_schema() AND s.relname <> 'alembic_version'
+SELECT s.relname, format('%I', s.relname) AS quoted FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid
+WHERE s.schemaname = current_schema() AND s.relname = ANY($4::text[])
   AND s.n_mod_since_analyze > $1 + $2 * GREATEST(c.reltuples, 0)
   AND (s.last_analyze IS NULL OR s.last_analyze < now() - make_interval(secs => $3))
 ORDER BY s.relname
@@ -60,13 +64,14 @@ async def analyze_stale_tables(connection: Any, reanalyze_after: float = REANALY
     if not await connection.fetchval("SELECT pg_try_advisory_lock($1)", LOCK_KEY):
         return []  # another process is at it
     try:
-        rows = await connection.fetch(_STALE_TABLES, ANALYZE_THRESHOLD, ANALYZE_SCALE_FACTOR, reanalyze_after)
-        stale = [row["relname"] for row in rows]
-        for table in stale:
+        rows = await connection.fetch(
+            _STALE_TABLES, ANALYZE_THRESHOLD, ANALYZE_SCALE_FACTOR, reanalyze_after, CHATGATE_TABLES
+        )
+        for row in rows:
             async with connection.transaction():
                 await connection.execute(_AT_AUTOVACUUM_PACE)
-                await connection.execute(f'ANALYZE "{table}"')
-        return stale
+                await connection.execute(f"ANALYZE {row['quoted']}")
+        return [row["relname"] for row in rows]
     finally:
         await connection.execute("SELECT pg_advisory_unlock($1)", LOCK_KEY)
 
