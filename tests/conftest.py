@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -51,6 +52,10 @@ class Server:
 
     def __post_init__(self) -> None:
         self.engine = create_engine(self.database_url)
+
+    @property
+    def port(self) -> int:
+        return int(urlsplit(self.url).port or 80)
 
     def stop(self) -> None:
         self.process.terminate()

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode
 
 import httpx
 import pytest
@@ -237,8 +237,7 @@ async def refusal(url: str, first_frame: dict[str, Any] | str | None = None, wai
 def socket_worker(ws: ClientConnection, server: Server) -> int | None:
     """The worker process of ``server`` holding the server side of this socket."""
     client_port = int(ws.local_address[1])
-    port = int(urlsplit(server.url).port or 80)
-    return owner_of(port, client_port, descendants(server.process.pid))
+    return owner_of(server.port, client_port, descendants(server.process.pid))
 
 
 async def open_live_on(server: Server, worker: int, project_id: str, token: str, name: str = "") -> Live:

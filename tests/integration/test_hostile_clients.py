@@ -14,7 +14,6 @@ import socket
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 import pytest
 
@@ -55,9 +54,7 @@ class RawConnection:
     """One TCP connection that speaks HTTP/1.1 by hand."""
 
     def __init__(self, server: Server) -> None:
-        port = urlsplit(server.url).port
-        assert port is not None
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self.sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
         self.opened = time.monotonic()
         self.buffer = b""
 

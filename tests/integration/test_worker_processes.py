@@ -13,7 +13,6 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -32,10 +31,6 @@ def server(tmp_path: Path) -> Iterator[Server]:
         yield srv
     finally:
         srv.stop()
-
-
-def port_of(srv: Server) -> int:
-    return int(urlsplit(srv.url).port or 80)
 
 
 def answered(conn: socket.socket) -> bytes:
@@ -67,7 +62,7 @@ def test_a_burst_of_connections_is_spread_over_the_workers(server: Server) -> No
     45 to 55 of 64 on one worker under load: the workers shared one queue of connections, and
     whichever ran first accepted all that waited. Each worker now has a queue of its own, and
     which one a connection joins does not depend on who runs first."""
-    port = port_of(server)
+    port = server.port
     workers = accepting_workers(port, server.process.pid, 2)
     # One worker held up (busy, or not yet scheduled on a loaded machine) while the burst comes.
     os.kill(workers[0], signal.SIGSTOP)
@@ -90,7 +85,7 @@ def test_a_burst_of_connections_is_spread_over_the_workers(server: Server) -> No
 
 def test_a_second_instance_on_the_same_port_is_refused(server: Server, tmp_path: Path) -> None:
     second = subprocess.run(
-        [sys.executable, "-m", "chatgate", "serve", "--port", str(port_of(server)), "--workers", "2"],
+        [sys.executable, "-m", "chatgate", "serve", "--port", str(server.port), "--workers", "2"],
         env={
             **os.environ,
             "CHATGATE_DATA_DIR": str(tmp_path / "second"),
@@ -117,15 +112,19 @@ def gone(pid: int) -> bool:
         return True
 
 
+def wait_until_gone(*pids: int) -> None:
+    deadline = time.monotonic() + 10
+    while not all(gone(pid) for pid in pids):
+        assert time.monotonic() < deadline, f"still running: {pids}"
+        time.sleep(0.02)
+
+
 def test_a_worker_that_dies_is_replaced_and_takes_its_share_again(server: Server) -> None:
-    port = port_of(server)
+    port = server.port
     before = descendants(server.process.pid)
     dead, alive = accepting_workers(port, server.process.pid, 2)
     os.kill(dead, signal.SIGKILL)
-    deadline = time.monotonic() + 10
-    while not gone(dead):
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
+    wait_until_gone(dead)
     # Every new connection reaches the worker left: the dead one's socket went with it.
     with httpx.Client(base_url=server.url, timeout=10) as api:
         for _ in range(20):
@@ -143,17 +142,14 @@ def test_while_no_worker_is_up_no_other_socket_can_take_the_port(server: Server)
     """All workers dead at once (a crash, the OOM killer): until the parent starts new ones, the
     port must stay the instance's. The parent's socket is bound and never listens, and a bound
     socket with SO_REUSEADDR let any other user's socket with SO_REUSEADDR bind beside it."""
-    port = port_of(server)
+    port = server.port
     parent = server.process.pid
     workers = accepting_workers(port, parent, 2)
     os.kill(parent, signal.SIGSTOP)  # no replacements while the port is tried
     try:
         for pid in workers:
             os.kill(pid, signal.SIGKILL)
-        deadline = time.monotonic() + 10
-        while not all(gone(pid) for pid in workers):
-            assert time.monotonic() < deadline
-            time.sleep(0.02)
+        wait_until_gone(*workers)
         for host in ("127.0.0.1", "0.0.0.0"):
             with socket.socket() as intruder:
                 intruder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
