@@ -9,9 +9,12 @@ or not a transaction is open, so reads before the first write run without
 BEGIN; writes nobody reads the outcome of (session and audit rows, the seat
 count of a project without a limit) wait, and are sent together, as one
 statement, when a later statement needs them or at commit. A statement
-whose conditions decide whether it writes (``guarded_write``: most token
-logins, see repositories.py) is sent alone when nothing was written before
-it: a returning user's login is then one round trip instead of six.
+whose conditions decide whether it writes (``guarded_write_each``: most
+token logins, see repositories.py) is sent alone when nothing was written
+before it: a returning user's login is then one round trip instead of six,
+and the logins of the requests that reach it in one turn of the event loop
+share that round trip (statement_batches.py). The transaction takes its
+pooled connection only when it first sends a statement of its own.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import lru_cache
@@ -36,6 +39,7 @@ from chatgate.storage.conversation_repos import NOTIFY_CHANNEL, notice_of
 from chatgate.storage.planner_statistics import keep_statistics
 from chatgate.storage.repositories import CommitHook, Store
 from chatgate.storage.sql import PostgresSql, numbered
+from chatgate.storage.statement_batches import Columns, StatementBatches, run_over_input
 
 log = logging.getLogger("chatgate")
 
@@ -81,6 +85,7 @@ class PostgresStorage:
         self._notices: list[str] = []
         self._announcer: asyncio.Task[None] | None = None
         self._statistics: asyncio.Task[None] | None = None
+        self._batches = StatementBatches(lambda: self._connection(before_others=True))
 
     async def start(self) -> None:
         """Open the pool, and one connection if the database answers.
@@ -121,8 +126,10 @@ class PostgresStorage:
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[Store]:
-        async with self._connection() as connection:
-            transaction = LazyTransaction(connection)
+        # The connection is taken at the first statement that needs one: a login whose one statement
+        # goes in a batch takes none of its own.
+        async with contextlib.AsyncExitStack() as held:
+            transaction = LazyTransaction(lambda: held.enter_async_context(self._connection()), self._batches)
             store = Store(transaction)
             try:
                 yield store
@@ -138,7 +145,7 @@ class PostgresStorage:
     async def rehearsal(self) -> AsyncIterator[Store]:
         """A transaction begun at once (so that no statement of it commits alone) and always rolled back."""
         async with self._connection() as connection:
-            transaction = LazyTransaction(connection)
+            transaction = LazyTransaction(_given(connection), self._batches)
             await transaction.begin()
             try:
                 yield Store(transaction)
@@ -194,6 +201,7 @@ class PostgresStorage:
         return PoolUsage(self._pool.size, self._pool.idle, self._pool.max_size)
 
     async def close(self) -> None:
+        await self._batches.close()
         if self._statistics is not None:
             self._statistics.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -205,13 +213,19 @@ class PostgresStorage:
 
 
 class LazyTransaction(PostgresSql):
-    """A write transaction that sends BEGIN only before its first write, and batches late INSERTs."""
+    """A write transaction that takes its connection and sends BEGIN only when needed, and batches late INSERTs."""
 
-    def __init__(self, connection: Any) -> None:
-        super().__init__(connection)
+    def __init__(self, connect: Callable[[], Awaitable[Any]], batches: StatementBatches) -> None:
+        super().__init__(None)
+        self._connect = connect
+        self._batches = batches
         self._begun = False
         self._finished = False  # last_write has run: nothing more is written
         self._later: list[tuple[str, dict[str, Any]]] = []
+
+    async def _connected(self) -> None:
+        if self.connection is None:
+            self.connection = await self._connect()
 
     async def write_later(self, sql: str, **params: Any) -> None:
         if self._finished:
@@ -222,6 +236,7 @@ class LazyTransaction(PostgresSql):
         """Make what this statement may see or change consistent: inserts sent, transaction open for writes."""
         if self._finished and not _is_read(sql):
             raise RuntimeError("a write after the transaction's last write")
+        await self._connected()
         if self._later or not _is_read(sql):
             await self._begin()
             await self._flush()
@@ -256,8 +271,15 @@ class LazyTransaction(PostgresSql):
         self._finished = True
         return row
 
-    async def guarded_write(self, sql: str, **params: Any) -> dict[str, Any] | None:
-        row = await self._alone_if_first(sql, params)
+    async def guarded_write_each(self, sql: str, columns: Columns, values: Mapping[str, Any]) -> dict[str, Any] | None:
+        """Inside the transaction if it has written; else in the next batch of this statement, atomic on its own."""
+        if self._finished:
+            raise RuntimeError("a write after the transaction's last write")
+        if self._begun or self._later:
+            await self._before(sql)
+            row = (await run_over_input(self.connection, sql, columns, [values])).get(1)
+        else:
+            row = await self._batches.run(sql, columns, values)
         if row is not None and row["wrote"]:
             self._finished = True
         return row
@@ -268,9 +290,13 @@ class LazyTransaction(PostgresSql):
             raise RuntimeError("a write after the transaction's last write")
         if self._begun or self._later:
             return await self.one(sql, **params)
+        await self._connected()
         return await PostgresSql.one(self, sql, **params)
 
     async def commit(self) -> None:
+        if self.connection is None and not self._later:
+            return  # nothing was sent, nothing waits
+        await self._connected()
         if not self._begun:
             await self._flush()  # one statement: atomic without BEGIN/COMMIT
             return
@@ -288,6 +314,7 @@ class LazyTransaction(PostgresSql):
 
     async def _begin(self) -> None:
         if not self._begun:
+            await self._connected()
             await self.connection.execute("BEGIN")
             self._begun = True
 
@@ -323,3 +350,12 @@ def _prefixed(sql: str, prefix: str) -> str:
     for position in range(len(names), 0, -1):  # $10 before $1
         text = text.replace(f"${position}", f":{prefix}{names[position - 1]}")
     return text
+
+
+def _given(connection: Any) -> Callable[[], Awaitable[Any]]:
+    """A transaction's ``connect`` for a connection already taken."""
+
+    async def connect() -> Any:
+        return connection
+
+    return connect

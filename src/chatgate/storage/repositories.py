@@ -42,6 +42,8 @@ from chatgate.domain.models import (
 )
 from chatgate.storage.conversation_repos import ConversationRepo, EventRepo, MessageRepo
 from chatgate.storage.sql import Sql
+from chatgate.storage.statement_batches import Columns
+from chatgate.storage.tables import metadata
 from chatgate.storage.webhook_repos import WebhookDeliveryRepo, WebhookRepo, has_webhooks
 
 
@@ -334,43 +336,132 @@ def _insert_sql(table: str, columns: tuple[str, ...]) -> str:
     return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(f':{c}' for c in columns)})"  # noqa: S608
 
 
-def _insert_from(
-    table: str, prefix: str, values: Mapping[str, Any], source: str, taken: Mapping[str, str] | None = None
-) -> tuple[str, dict[str, Any]]:
-    """INSERT of one row for each row ``source`` selects, its parameters named apart by ``prefix``; the
-    columns in ``taken`` get its SQL expressions over ``source`` instead of their values."""
-    taken = taken or {}
-    sql = _insert_select_sql(table, prefix, tuple(values), source, tuple(taken.items()))
-    return sql, {f"{prefix}{column}": value for column, value in values.items() if column not in taken}
+# PostgreSQL's one-statement logins are written over ``input``, one row per login, so that the adapter may
+# send those of several requests as one statement (statement_batches.py). Strings go in as text and are
+# cast by the column they are written to: a cast to VARCHAR(n) would cut a long value where the column
+# refuses it.
+_INPUT_TYPES = {"JSON": "json", "BOOLEAN": "boolean", "INTEGER": "integer", "DATETIME": "timestamptz"}
 
 
 @lru_cache(maxsize=64)
-def _insert_select_sql(
-    table: str, prefix: str, columns: tuple[str, ...], source: str, taken: tuple[tuple[str, str], ...]
+def _input_type(table: str, column: str) -> str:
+    kind = metadata.tables[table].columns[column].type
+    return _INPUT_TYPES.get(getattr(kind, "impl", kind).__visit_name__.upper(), "text")
+
+
+def _input_columns(table: str, prefix: str, columns: Sequence[str]) -> Columns:
+    return tuple((f"{prefix}{column}", _input_type(table, column)) for column in columns)
+
+
+def _prefixed(prefix: str, values: Mapping[str, Any]) -> dict[str, Any]:
+    return {f"{prefix}{column}": value for column, value in values.items()}
+
+
+@lru_cache(maxsize=64)
+def _insert_each_sql(
+    table: str, prefix: str, columns: tuple[str, ...], source: str, taken: tuple[tuple[str, str], ...] = ()
 ) -> str:
+    """INSERT of a row for each row of ``source``, its values the ``source`` columns named by ``prefix``
+    and the column's name; the columns in ``taken`` get those SQL expressions instead."""
     expressions = dict(taken)
-    selected = ", ".join(expressions.get(column, f":{prefix}{column}") for column in columns)
-    return f"INSERT INTO {table} ({', '.join(columns)}) SELECT {selected} {source}"
+    selected = ", ".join(expressions.get(column, f"{source}.{prefix}{column}") for column in columns)
+    return f"INSERT INTO {table} ({', '.join(columns)}) SELECT {selected} FROM {source}"  # noqa: S608
 
 
-def _unchanged_guards(unchanged: Unchanged) -> tuple[str, dict[str, Any]]:
-    """``Unchanged.holds_for`` as SQL over the found row ``u`` (PostgreSQL), with its parameters. Metadata is
-    compared as the JSON text it was stored as: the same text is the same value (a value written another way
-    only sends the login the long way), and no stored JSON fails a cast."""
+# How a login finds its user, over ``input`` (p: the project, v: the value looked up) and end_users ``e``.
+_FIND_EACH = {
+    "external_id": "e.external_id = input.v",
+    "email": "e.email = input.v AND NOT e.anonymous",
+    "id": "e.id = input.v AND e.merged_into IS NULL AND e.disabled_at IS NULL",
+}
+
+
+@lru_cache(maxsize=64)
+def _sign_in_each_sql(
+    by: str,
+    verified_email: bool,
+    has_external_id: bool,
+    profile: tuple[str, ...],
+    session: tuple[str, ...],
+    audit: tuple[str, ...],
+) -> tuple[str, Columns]:
+    """``find_and_sign_in`` on PostgreSQL, and its input columns. ``ok`` is the logins whose user is found
+    unchanged (``Unchanged.holds_for``; metadata compared as the JSON text it was stored as: the same text
+    is the same value, a value written another way only sends the login the long way) in a project
+    without a webhook: those write their session, their audit row and, when due, ``lastSeenAt``."""
     guards = ["TRUE"]
-    if unchanged.verified_email:
+    if verified_email:
         guards.append("u.email_verified")
-    if unchanged.has_external_id:
+    if has_external_id:
         guards.append("u.external_id IS NOT NULL")
-    params: dict[str, Any] = {}
-    for column, value in unchanged.profile.items():
-        if column == "metadata":
-            guards.append("CAST(u.metadata AS text) = :u_metadata")
-            params["u_metadata"] = orjson.dumps(value).decode()  # as the JSON codec writes it (postgres.py)
-        else:
-            guards.append(f"u.{column} = :u_{column}")
-            params[f"u_{column}"] = value
-    return " AND ".join(guards), params
+    guards += [
+        "CAST(u.metadata AS text) = input.u_metadata" if column == "metadata" else f"u.{column} = input.u_{column}"
+        for column in profile
+    ]
+    the_user = (("subject_id", "ok.user_id"), ("actor_id", "ok.user_id"))
+    sql = (
+        f"u AS (SELECT input.n, e.* FROM input JOIN end_users e ON e.project_id = input.p AND {_FIND_EACH[by]}"  # noqa: S608
+        f"{' FOR SHARE OF e' if by in _HELD else ''}),"
+        " ok AS (SELECT input.*, u.id AS user_id, u.last_seen_at AS user_last_seen_at FROM u JOIN input USING (n)"
+        f"   WHERE {' AND '.join(guards)}"
+        "   AND NOT EXISTS (SELECT 1 FROM webhooks WHERE webhooks.project_id = input.p)),"
+        " seen AS (UPDATE end_users SET last_seen_at = ok.now FROM ok WHERE end_users.id = ok.user_id"
+        "   AND (ok.user_last_seen_at IS NULL OR ok.user_last_seen_at <= ok.stale) RETURNING ok.n),"
+        f" s AS ({_insert_each_sql('sessions', 's_', session, 'ok', the_user)}),"
+        f" a AS ({_insert_each_sql('audit_events', 'a_', audit, 'ok', the_user)})"
+        " SELECT u.*, u.n IN (SELECT n FROM ok) AS wrote, u.n IN (SELECT n FROM seen) AS seen FROM u"
+    )
+    columns = (
+        ("p", "text"),
+        ("v", "text"),
+        ("now", "timestamptz"),
+        ("stale", "timestamptz"),
+        *(("u_metadata", "text") if c == "metadata" else (f"u_{c}", _input_type("end_users", c)) for c in profile),
+        *_input_columns("sessions", "s_", [c for c in session if c != "subject_id"]),
+        *_input_columns("audit_events", "a_", [c for c in audit if c not in ("subject_id", "actor_id")]),
+    )
+    return sql, columns
+
+
+def _guard_values(unchanged: Unchanged) -> dict[str, Any]:
+    return {
+        f"u_{column}": orjson.dumps(value).decode() if column == "metadata" else value  # as the JSON codec writes it
+        for column, value in unchanged.profile.items()
+    }
+
+
+@lru_cache(maxsize=64)
+def _create_each_sql(
+    user: tuple[str, ...], session: tuple[str, ...], created: tuple[str, ...], signed_in: tuple[str, ...]
+) -> tuple[str, Columns]:
+    """``create_and_sign_in`` on PostgreSQL, and its input columns: ``made`` is the logins whose user was
+    inserted (no unique key held, no webhook on the project), each taking a seat. A batch counts its seats
+    on one shard per project (its first login's), its counter rows locked in one order: batches that
+    each locked shards in their own order deadlocked."""
+    sql = (
+        f"u AS ({_insert_each_sql('end_users', 'u_', user, 'input')}"  # noqa: S608
+        "   WHERE NOT EXISTS (SELECT 1 FROM webhooks WHERE webhooks.project_id = input.u_project_id)"
+        "   ON CONFLICT DO NOTHING RETURNING id),"
+        " made AS (SELECT input.* FROM input JOIN u ON u.id = input.u_id),"
+        " taken AS (SELECT u_project_id AS project_id, (SELECT shard FROM input WHERE n = 1) AS shard,"
+        "   count(*) AS seats FROM made GROUP BY u_project_id),"
+        " held AS (SELECT taken.* FROM seat_counters JOIN taken USING (project_id, shard)"
+        "   ORDER BY project_id FOR UPDATE OF seat_counters),"
+        " seat AS (UPDATE seat_counters SET used = used + held.seats FROM held"
+        "   WHERE seat_counters.project_id = held.project_id AND seat_counters.shard = held.shard),"
+        f" s AS ({_insert_each_sql('sessions', 's_', session, 'made')}),"
+        f" c AS ({_insert_each_sql('audit_events', 'c_', created, 'made')}),"
+        f" a AS ({_insert_each_sql('audit_events', 'a_', signed_in, 'made')})"
+        " SELECT input.n, input.n IN (SELECT n FROM made) AS wrote FROM input"
+    )
+    columns = (
+        ("shard", "integer"),
+        *_input_columns("end_users", "u_", user),
+        *_input_columns("sessions", "s_", session),
+        *_input_columns("audit_events", "c_", created),
+        *_input_columns("audit_events", "a_", signed_in),
+    )
+    return sql, columns
 
 
 SEAT_SHARDS = 16
@@ -388,28 +479,20 @@ class EndUserRepo(_Repo):
         False, with nothing written, otherwise. On PostgreSQL that is one statement."""
         if self.sql.dialect == "sqlite":
             return await self._create_then_sign_in(attempt)
-        in_u = "FROM u"
-        user, user_values = _insert_from(
-            "end_users",
-            "u_",
-            _end_user_values(attempt.user_id, attempt.project_id, attempt.profile, attempt.now),
-            "WHERE NOT EXISTS (SELECT 1 FROM webhooks WHERE project_id = :project_id)",
-        )
-        session, session_values = _insert_from("sessions", "s_", _session_values(attempt.session), in_u)
-        created, created_values = _insert_from("audit_events", "c_", _audit_values(attempt.created), in_u)
-        signed_in, signed_in_values = _insert_from("audit_events", "a_", _audit_values(attempt.signed_in), in_u)
-        row = await self.sql.guarded_write(
-            f"WITH u AS ({user} ON CONFLICT DO NOTHING RETURNING id),"  # noqa: S608
-            " seat AS (UPDATE seat_counters SET used = used + 1"
-            "   WHERE project_id = :project_id AND shard = :shard AND EXISTS (SELECT 1 FROM u)),"
-            f" s AS ({session}), c AS ({created}), a AS ({signed_in})"
-            " SELECT EXISTS (SELECT 1 FROM u) AS wrote",
-            project_id=attempt.project_id,
-            shard=random.randrange(SEAT_SHARDS),
-            **user_values,
-            **session_values,
-            **created_values,
-            **signed_in_values,
+        user = _end_user_values(attempt.user_id, attempt.project_id, attempt.profile, attempt.now)
+        session = _session_values(attempt.session)
+        created, signed_in = _audit_values(attempt.created), _audit_values(attempt.signed_in)
+        sql, columns = _create_each_sql(tuple(user), tuple(session), tuple(created), tuple(signed_in))
+        row = await self.sql.guarded_write_each(
+            sql,
+            columns,
+            {
+                "shard": random.randrange(SEAT_SHARDS),
+                **_prefixed("u_", user),
+                **_prefixed("s_", session),
+                **_prefixed("c_", created),
+                **_prefixed("a_", signed_in),
+            },
         )
         return row is not None and bool(row["wrote"])
 
@@ -436,25 +519,27 @@ class EndUserRepo(_Repo):
             return await self._find_then_sign_in(attempt)
         if attempt.lookup.by not in _FIND_BY:
             return FoundUser(await self.find(attempt.project_id, attempt.lookup), signed_in=False, seen=False)
-        guards, guard_values = _unchanged_guards(attempt.unchanged)
-        the_user = {"subject_id": "ok.id", "actor_id": "ok.id"}  # whoever the statement found
-        session, session_values = _insert_from("sessions", "s_", _session_values(attempt.session), "FROM ok", the_user)
-        audit, audit_values = _insert_from("audit_events", "a_", _audit_values(attempt.audit), "FROM ok", the_user)
-        row = await self.sql.guarded_write(
-            f"WITH u AS ({_find_sql(attempt.lookup.by, self.sql.dialect)}),"  # noqa: S608
-            f" ok AS (SELECT u.id, u.last_seen_at FROM u WHERE {guards}"
-            "   AND NOT EXISTS (SELECT 1 FROM webhooks WHERE project_id = :p)),"
-            " seen AS (UPDATE end_users SET last_seen_at = :now FROM ok WHERE end_users.id = ok.id"
-            "   AND (ok.last_seen_at IS NULL OR ok.last_seen_at <= :stale) RETURNING end_users.id),"
-            f" s AS ({session}), a AS ({audit})"
-            " SELECT u.*, EXISTS (SELECT 1 FROM ok) AS wrote, EXISTS (SELECT 1 FROM seen) AS seen FROM u",
-            p=attempt.project_id,
-            v=attempt.lookup.value,
-            now=attempt.now,
-            stale=attempt.now - LAST_SEEN_RESOLUTION,
-            **guard_values,
-            **session_values,
-            **audit_values,
+        unchanged, session, audit = attempt.unchanged, _session_values(attempt.session), _audit_values(attempt.audit)
+        sql, columns = _sign_in_each_sql(
+            attempt.lookup.by,
+            unchanged.verified_email,
+            unchanged.has_external_id,
+            tuple(unchanged.profile),
+            tuple(session),
+            tuple(audit),
+        )
+        row = await self.sql.guarded_write_each(
+            sql,
+            columns,
+            {
+                "p": attempt.project_id,
+                "v": attempt.lookup.value,
+                "now": attempt.now,
+                "stale": attempt.now - LAST_SEEN_RESOLUTION,
+                **_guard_values(unchanged),
+                **_prefixed("s_", session),
+                **_prefixed("a_", audit),
+            },
         )
         if row is None:
             return FoundUser(None, signed_in=False, seen=False)

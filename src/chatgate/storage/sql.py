@@ -18,6 +18,8 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
+from chatgate.storage.statement_batches import run_over_input
+
 _PARAM = re.compile(r"(?<!:):([a-z_][a-z0-9_]*)")
 
 
@@ -70,15 +72,21 @@ class Sql(ABC):
         """
         return await self.one(sql, **params)
 
-    async def guarded_write(self, sql: str, **params: Any) -> dict[str, Any] | None:
-        """A statement that writes only when conditions of its own hold; its row, as ``one``, says in a
-        ``wrote`` column whether it did. When it wrote, the transaction writes nothing after it.
+    async def guarded_write_each(
+        self, sql: str, columns: tuple[tuple[str, str], ...], values: Mapping[str, Any]
+    ) -> dict[str, Any] | None:
+        """A statement that writes only when conditions of its own hold; its row says in a ``wrote`` column
+        whether it did. When it wrote, the transaction writes nothing after it.
 
-        On PostgreSQL, when nothing was written before it, it is sent alone,
-        atomic on its own: a transaction whose only write it is needs no
-        BEGIN and COMMIT, and one it declines goes on (postgres.py).
+        PostgreSQL only (SQLite has no round trip to save). It is written
+        over ``input``, a relation of one row (``values``, its columns named
+        and typed by ``columns``, numbered by ``n``), and returns ``n`` with
+        its row. When nothing was written before it, it is sent alone, atomic
+        on its own, in one statement with those of other requests
+        (statement_batches.py): a transaction whose only write it is needs
+        no BEGIN and COMMIT, and one it declines goes on (postgres.py).
         """
-        return await self.one(sql, **params)
+        raise NotImplementedError("a statement over input rows is PostgreSQL's")
 
     @staticmethod
     def when(value: Any) -> datetime | None:
@@ -188,6 +196,11 @@ class PostgresSql(Sql):
         status: str = await self.connection.execute(text, *args)  # "UPDATE 3", "INSERT 0 1", "DELETE 0"
         count = status.rsplit(" ", 1)[-1]
         return int(count) if count.isdigit() else 0
+
+    async def guarded_write_each(
+        self, sql: str, columns: tuple[tuple[str, str], ...], values: Mapping[str, Any]
+    ) -> dict[str, Any] | None:
+        return (await run_over_input(self.connection, sql, columns, [values])).get(1)
 
     @staticmethod
     def is_duplicate(exc: Exception) -> bool:
