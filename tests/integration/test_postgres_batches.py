@@ -1,25 +1,25 @@
-"""PostgreSQL sends the one-statement logins that requests reach in the same turn of the event loop as one
-statement (storage/statement_batches.py). On a real database: every login of a batch is recorded as if it
-had been sent alone, a login the database refuses takes no other down, and seats stay exact."""
+"""PostgreSQL sends the one-statement logins and messages that requests reach in the same turn of the event
+loop as one statement (storage/statement_batches.py). On a real database: every login or message of a batch
+is recorded as if it had been sent alone, one the database refuses takes no other down, seats stay exact,
+and each message gets its own event, numbered in the order posted."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
-from async_tools import run_async
+from chatgate.domain.conversations import Conversation, ConversationStatus, Event, EventType, Message, SenderType
 from chatgate.domain.identity import Lookup
 from chatgate.domain.ids import new_id
 from chatgate.domain.login_effects import CreateAtOnce, FoundUser, SignInAtOnce, Unchanged
 from chatgate.domain.models import AuditEvent, CreatedVia, NewEndUser, Session, SessionKind
 from chatgate.storage.migrate import upgrade
 from chatgate.storage.postgres import PostgresStorage
+from postgres_tools import with_storage
 
-T = TypeVar("T")
 LOGINS = 12
 
 
@@ -27,18 +27,6 @@ LOGINS = 12
 def database(postgres_database: str) -> str:
     upgrade(postgres_database)
     return postgres_database
-
-
-def with_storage(url: str, scenario: Callable[[PostgresStorage], Awaitable[T]]) -> T:
-    async def run() -> T:
-        storage = PostgresStorage(url, pool_size=2)
-        await storage.start()
-        try:
-            return await scenario(storage)
-        finally:
-            await storage.close()
-
-    return run_async(run())
 
 
 async def a_project(storage: PostgresStorage) -> str:
@@ -178,3 +166,75 @@ def test_returning_logins_sent_together_each_get_their_own_user_and_session(data
         assert result.user is not None and result.user.external_id == external_id
     assert found[-1] == FoundUser(None, signed_in=False, seen=False)
     assert sessions == [4] + [2] * (LOGINS - 1)  # first login's session, and one per returning login
+
+
+async def a_conversation(storage: PostgresStorage, project_id: str, status: str = "open") -> tuple[str, str]:
+    """A user of the project and a conversation of theirs: (user id, conversation id)."""
+    user = first_login(project_id, f"writer-{new_id()}")
+    assert await create(storage, user)
+    conversation = Conversation(
+        new_id(), project_id, user.user_id, None, ConversationStatus(status), user.now, user.now
+    )
+    async with storage.write() as tx:
+        await tx.conversations.add(conversation)
+    return user.user_id, conversation.id
+
+
+def a_message(project_id: str, conversation_id: str, sender_id: str, text: str, client_id: str | None) -> Message:
+    return Message(
+        new_id(), conversation_id, project_id, SenderType.USER, sender_id, text, client_id, datetime.now(UTC)
+    )
+
+
+async def post(storage: PostgresStorage, message: Message, owner_id: str | None) -> Event | None:
+    event = Event(EventType.MESSAGE_CREATED, message.project_id, {"message": {"id": message.id}})
+    async with storage.write() as tx:
+        return await tx.messages.post(message, event, open_only=True, owner_id=owner_id)
+
+
+def test_messages_sent_together_are_each_stored_with_their_own_event_in_order(database: str) -> None:
+    async def scenario(storage: PostgresStorage) -> tuple[list[Message], list[Event | None], list[Any], Any]:
+        project_id = await a_project(storage)
+        user_id, conversation_id = await a_conversation(storage, project_id)
+        _, closed_id = await a_conversation(storage, project_id, status="closed")
+        messages = [a_message(project_id, conversation_id, user_id, f"m{i}", f"c{i}") for i in range(LOGINS)]
+        refused = [
+            a_message(project_id, conversation_id, user_id, "again", "c0"),  # a client_id already used
+            a_message(project_id, closed_id, user_id, "closed", None),  # not open
+            a_message(project_id, conversation_id, "someone-else", "not theirs", None),
+        ]
+        owners = [user_id] * (LOGINS + 2) + ["someone-else"]
+        posted = await asyncio.gather(*(post(storage, m, o) for m, o in zip(messages + refused, owners, strict=True)))
+        async with storage.read() as tx:
+            stored = await tx.sql.all(
+                "SELECT text FROM messages WHERE conversation_id IN (:c, :closed) ORDER BY id",
+                c=conversation_id,
+                closed=closed_id,
+            )
+            updated = await tx.sql.scalar("SELECT updated_at FROM conversations WHERE id = :c", c=conversation_id)
+        return messages, list(posted), [row["text"] for row in stored], updated
+
+    messages, posted, texts, updated = with_storage(database, scenario)
+    events = posted[:LOGINS]
+    assert posted[LOGINS:] == [None, None, None]
+    assert sorted(texts) == sorted(m.text for m in messages)  # each stored once, the refused ones not at all
+    seqs = [event.seq for event in events if event is not None]
+    assert len(seqs) == LOGINS and seqs == sorted(set(seqs))  # numbered apart, in the order posted
+    assert all(event is not None and event.user_id == messages[0].sender_id for event in events)
+    assert updated == max(m.created_at for m in messages)
+
+
+def test_a_message_the_database_refuses_takes_no_other_message_of_its_batch_down(database: str) -> None:
+    async def scenario(storage: PostgresStorage) -> tuple[list[Any], int]:
+        project_id = await a_project(storage)
+        user_id, conversation_id = await a_conversation(storage, project_id)
+        messages = [a_message(project_id, conversation_id, user_id, f"m{i}", None) for i in range(LOGINS)]
+        messages[3] = a_message(project_id, conversation_id, user_id, "x" * 10_001, None)  # longer than the column
+        outcomes = await asyncio.gather(*(post(storage, m, user_id) for m in messages), return_exceptions=True)
+        stored = await scalar(storage, "SELECT COUNT(*) FROM messages WHERE conversation_id = :c", c=conversation_id)
+        return list(outcomes), stored
+
+    outcomes, stored = with_storage(database, scenario)
+    assert isinstance(outcomes[3], Exception)
+    assert all(isinstance(outcome, Event) for outcome in outcomes[:3] + outcomes[4:])
+    assert stored == LOGINS - 1

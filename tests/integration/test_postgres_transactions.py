@@ -3,37 +3,22 @@ stay atomic with everything else in the block, are seen by later statements, and
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
-from async_tools import run_async
 from chatgate.domain.ids import new_id
 from chatgate.domain.models import AuditEvent, Session, SessionKind
 from chatgate.storage.migrate import upgrade
 from chatgate.storage.postgres import PostgresStorage
-
-T = TypeVar("T")
+from postgres_tools import with_storage
 
 
 @pytest.fixture(scope="module")
 def database(postgres_database: str) -> str:
     upgrade(postgres_database)
     return postgres_database
-
-
-def with_storage(url: str, scenario: Callable[[PostgresStorage], Awaitable[T]]) -> T:
-    async def run() -> T:
-        storage = PostgresStorage(url, pool_size=2)
-        await storage.start()
-        try:
-            return await scenario(storage)
-        finally:
-            await storage.close()
-
-    return run_async(run())
 
 
 def a_session(subject: str) -> Session:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -19,7 +20,14 @@ from chatgate.domain.conversations import (
     Viewer,
 )
 from chatgate.storage.sql import Sql
-from chatgate.storage.webhook_repos import WEBHOOK_EVENT_NAMES, deliveries_of_event, delivery_values, has_webhooks
+from chatgate.storage.statement_batches import Columns, input_columns
+from chatgate.storage.webhook_repos import (
+    WEBHOOK_EVENT_NAMES,
+    deliveries_of_each,
+    deliveries_of_event,
+    delivery_values,
+    has_webhooks,
+)
 
 # A NOTIFY payload must stay under 8,000 bytes; a larger event is announced by its seq alone
 # and read back from the table by the listener.
@@ -134,25 +142,16 @@ class MessageRepo:
             postable = await self.sql.one(_POSTABLE, **values)
             if postable is None or await self.sql.one(_INSERT_MESSAGE, **values) is None:
                 return None
-            await self.sql.run(_TOUCH["sqlite"], **values)
+            await self.sql.run(_TOUCH, **values)
             return await self.events.add(replace(event, user_id=postable["user_id"]))
         # PostgreSQL: one statement, one round trip (the check, the message, the conversation's
         # updatedAt, the event and its webhook deliveries); atomic without BEGIN/COMMIT when it is
-        # the only write.
-        event_values = self.events.values(event)
-        stored = await self.sql.last_write(
-            f"WITH c AS ({_POSTABLE}),"  # noqa: S608
-            f" m AS ({_INSERT_MESSAGE_FROM_C}),"
-            f" t AS ({_TOUCH['postgresql']} AND EXISTS (SELECT 1 FROM m)),"
-            " e AS (INSERT INTO events (project_id, type, user_id, session_id, payload, created_at)"
-            " SELECT CAST(:e_project_id AS VARCHAR), CAST(:e_type AS VARCHAR), c.user_id,"
-            " CAST(:e_session_id AS VARCHAR), CAST(:e_payload AS JSON), CAST(:e_created_at AS TIMESTAMPTZ)"
-            " FROM m, c RETURNING seq, user_id),"
-            f" d AS ({deliveries_of_event('postgresql', 'e')})"
-            " SELECT e.seq, e.user_id FROM e",
-            **values,
-            **{f"e_{name}": value for name, value in event_values.items() if name != "user_id"},
-            **delivery_values(m.project_id, event.type.value, event.payload, m.created_at),
+        # the only write, and then sent with the other messages of the loop's turn.
+        event_values = {name: value for name, value in self.events.values(event).items() if name != "user_id"}
+        deliveries = delivery_values(m.project_id, event.type.value, event.payload, m.created_at)
+        sql, columns = _post_each_sql(tuple(values), tuple(event_values), tuple(deliveries))
+        stored = await self.sql.last_write_each(
+            sql, columns, values | {f"e_{name}": value for name, value in event_values.items()} | deliveries
         )
         if stored is None:
             return None
@@ -294,31 +293,60 @@ class EventRepo:
         )
 
 
+@lru_cache(maxsize=8)
+def _post_each_sql(
+    message: tuple[str, ...], event: tuple[str, ...], deliveries: tuple[str, ...]
+) -> tuple[str, Columns]:
+    """``MessageRepo.post`` on PostgreSQL over ``input`` (statement_batches.py), and its input columns.
+
+    ``c`` is the posts whose conversation may take them, ``posted`` those whose message was inserted (not
+    a client_id already used). Each posted message gets its event, numbered in the order of the posts;
+    a conversation takes the newest ``created_at`` of its posts, unless another transaction is writing
+    its row (SKIP LOCKED): a busy conversation's updatedAt then lags its newest message by that
+    transaction's milliseconds, rather than every message queuing behind its commit."""
+    message_columns = _MESSAGE_COLUMNS.split(", ")
+    sql = (
+        "c AS (SELECT input.n, conversations.user_id FROM input JOIN conversations"  # noqa: S608
+        " ON conversations.id = input.conversation_id AND conversations.project_id = input.project_id"
+        f" AND (conversations.status = '{ConversationStatus.OPEN.value}' OR NOT input.open_only)"
+        " AND (conversations.user_id = input.owner_id OR input.owner_id IS NULL)),"
+        f" m AS (INSERT INTO messages ({_MESSAGE_COLUMNS})"
+        f" SELECT {', '.join(f'input.{column}' for column in message_columns)} FROM input JOIN c USING (n)"
+        " ORDER BY input.n ON CONFLICT DO NOTHING RETURNING id),"
+        " posted AS (SELECT input.*, c.user_id AS owner FROM input JOIN c USING (n) JOIN m ON m.id = input.id),"
+        " numbered AS (SELECT ordered.n, nextval(pg_get_serial_sequence('events', 'seq')) AS seq"
+        "   FROM (SELECT n FROM posted ORDER BY n) AS ordered),"
+        " e AS (INSERT INTO events (seq, project_id, type, user_id, session_id, payload, created_at)"
+        "   SELECT numbered.seq, posted.e_project_id, posted.e_type, posted.owner, posted.e_session_id,"
+        "   posted.e_payload, posted.e_created_at FROM posted JOIN numbered USING (n)),"
+        " latest AS (SELECT conversation_id, max(created_at) AS created_at FROM posted GROUP BY conversation_id),"
+        " free AS (SELECT conversations.id, latest.created_at FROM conversations"
+        "   JOIN latest ON conversations.id = latest.conversation_id WHERE conversations.updated_at < latest.created_at"
+        "   ORDER BY conversations.id FOR UPDATE OF conversations SKIP LOCKED),"
+        " t AS (UPDATE conversations SET updated_at = free.created_at FROM free WHERE conversations.id = free.id),"
+        f" d AS ({deliveries_of_each('posted')})"
+        " SELECT posted.n, numbered.seq, posted.owner AS user_id FROM posted JOIN numbered USING (n)"
+    )
+    columns = (
+        *input_columns("messages", "", message_columns),
+        ("open_only", "boolean"),
+        ("owner_id", "text"),
+        *input_columns("events", "e_", event),
+        *((name, "timestamptz" if name == "wh_now" else "text") for name in deliveries),
+    )
+    return sql, columns
+
+
 _INSERT_EVENT = (
     "INSERT INTO events (project_id, type, user_id, session_id, payload, created_at)"
     " VALUES (:project_id, :type, :user_id, :session_id, :payload, :created_at) RETURNING seq"
 )
-# A message moves its conversation's updatedAt. On PostgreSQL a message whose conversation row is
-# being written by another message's transaction (a busy conversation) leaves it to that one rather
-# than queue behind its commit: updatedAt then lags the newest message by that commit's milliseconds.
-_TOUCH = {
-    "sqlite": "UPDATE conversations SET updated_at = :created_at WHERE id = :conversation_id"
-    " AND updated_at < :created_at",
-    "postgresql": "UPDATE conversations SET updated_at = :created_at WHERE id = (SELECT id FROM conversations"
-    " WHERE id = :conversation_id AND updated_at < :created_at FOR UPDATE SKIP LOCKED)",
-}
+# A message moves its conversation's updatedAt (on PostgreSQL, see _post_each_sql).
+_TOUCH = "UPDATE conversations SET updated_at = :created_at WHERE id = :conversation_id AND updated_at < :created_at"
 _MESSAGE_COLUMNS = "id, conversation_id, project_id, sender_type, sender_id, text, client_id, created_at"
 _INSERT_MESSAGE = (
     f"INSERT INTO messages ({_MESSAGE_COLUMNS})"  # noqa: S608
     " VALUES (:id, :conversation_id, :project_id, :sender_type, :sender_id, :text, :client_id, :created_at)"
-    " ON CONFLICT DO NOTHING RETURNING id"
-)
-# The same, once per row of the statement's ``c`` (none: nothing inserted), typed for PostgreSQL.
-_INSERT_MESSAGE_FROM_C = (
-    f"INSERT INTO messages ({_MESSAGE_COLUMNS})"  # noqa: S608
-    " SELECT CAST(:id AS VARCHAR), CAST(:conversation_id AS VARCHAR), CAST(:project_id AS VARCHAR),"
-    " CAST(:sender_type AS VARCHAR), CAST(:sender_id AS VARCHAR), CAST(:text AS VARCHAR),"
-    " CAST(:client_id AS VARCHAR), CAST(:created_at AS TIMESTAMPTZ) FROM c"
     " ON CONFLICT DO NOTHING RETURNING id"
 )
 # The conversation a message may go to, and whose user its event concerns.

@@ -272,17 +272,24 @@ class LazyTransaction(PostgresSql):
         return row
 
     async def guarded_write_each(self, sql: str, columns: Columns, values: Mapping[str, Any]) -> dict[str, Any] | None:
+        row = await self._each(sql, columns, values)
+        if row is not None and row["wrote"]:
+            self._finished = True
+        return row
+
+    async def last_write_each(self, sql: str, columns: Columns, values: Mapping[str, Any]) -> dict[str, Any] | None:
+        row = await self._each(sql, columns, values)
+        self._finished = True
+        return row
+
+    async def _each(self, sql: str, columns: Columns, values: Mapping[str, Any]) -> dict[str, Any] | None:
         """Inside the transaction if it has written; else in the next batch of this statement, atomic on its own."""
         if self._finished:
             raise RuntimeError("a write after the transaction's last write")
         if self._begun or self._later:
             await self._before(sql)
-            row = (await run_over_input(self.connection, sql, columns, [values])).get(1)
-        else:
-            row = await self._batches.run(sql, columns, values)
-        if row is not None and row["wrote"]:
-            self._finished = True
-        return row
+            return (await run_over_input(self.connection, sql, columns, [values])).get(1)
+        return await self._batches.run(sql, columns, values)
 
     async def _alone_if_first(self, sql: str, params: dict[str, Any]) -> dict[str, Any] | None:
         """Inside the transaction if it has written; else sent alone, atomic on its own."""

@@ -42,8 +42,7 @@ from chatgate.domain.models import (
 )
 from chatgate.storage.conversation_repos import ConversationRepo, EventRepo, MessageRepo
 from chatgate.storage.sql import Sql
-from chatgate.storage.statement_batches import Columns
-from chatgate.storage.tables import metadata
+from chatgate.storage.statement_batches import Columns, input_columns, input_type
 from chatgate.storage.webhook_repos import WebhookDeliveryRepo, WebhookRepo, has_webhooks
 
 
@@ -337,20 +336,7 @@ def _insert_sql(table: str, columns: tuple[str, ...]) -> str:
 
 
 # PostgreSQL's one-statement logins are written over ``input``, one row per login, so that the adapter may
-# send those of several requests as one statement (statement_batches.py). Strings go in as text and are
-# cast by the column they are written to: a cast to VARCHAR(n) would cut a long value where the column
-# refuses it.
-_INPUT_TYPES = {"JSON": "json", "BOOLEAN": "boolean", "INTEGER": "integer", "DATETIME": "timestamptz"}
-
-
-@lru_cache(maxsize=64)
-def _input_type(table: str, column: str) -> str:
-    kind = metadata.tables[table].columns[column].type
-    return _INPUT_TYPES.get(getattr(kind, "impl", kind).__visit_name__.upper(), "text")
-
-
-def _input_columns(table: str, prefix: str, columns: Sequence[str]) -> Columns:
-    return tuple((f"{prefix}{column}", _input_type(table, column)) for column in columns)
+# send those of several requests as one statement (statement_batches.py).
 
 
 def _prefixed(prefix: str, values: Mapping[str, Any]) -> dict[str, Any]:
@@ -416,9 +402,9 @@ def _sign_in_each_sql(
         ("v", "text"),
         ("now", "timestamptz"),
         ("stale", "timestamptz"),
-        *(("u_metadata", "text") if c == "metadata" else (f"u_{c}", _input_type("end_users", c)) for c in profile),
-        *_input_columns("sessions", "s_", [c for c in session if c != "subject_id"]),
-        *_input_columns("audit_events", "a_", [c for c in audit if c not in ("subject_id", "actor_id")]),
+        *(("u_metadata", "text") if c == "metadata" else (f"u_{c}", input_type("end_users", c)) for c in profile),
+        *input_columns("sessions", "s_", [c for c in session if c != "subject_id"]),
+        *input_columns("audit_events", "a_", [c for c in audit if c not in ("subject_id", "actor_id")]),
     )
     return sql, columns
 
@@ -456,10 +442,10 @@ def _create_each_sql(
     )
     columns = (
         ("shard", "integer"),
-        *_input_columns("end_users", "u_", user),
-        *_input_columns("sessions", "s_", session),
-        *_input_columns("audit_events", "c_", created),
-        *_input_columns("audit_events", "a_", signed_in),
+        *input_columns("end_users", "u_", user),
+        *input_columns("sessions", "s_", session),
+        *input_columns("audit_events", "c_", created),
+        *input_columns("audit_events", "a_", signed_in),
     )
     return sql, columns
 

@@ -88,6 +88,13 @@ class Sql(ABC):
         """
         raise NotImplementedError("a statement over input rows is PostgreSQL's")
 
+    async def last_write_each(
+        self, sql: str, columns: tuple[tuple[str, str], ...], values: Mapping[str, Any]
+    ) -> dict[str, Any] | None:
+        """A ``last_write`` written over ``input`` as ``guarded_write_each`` is, and sent as it is. PostgreSQL
+        only."""
+        raise NotImplementedError("a statement over input rows is PostgreSQL's")
+
     @staticmethod
     def when(value: Any) -> datetime | None:
         """A stored time as an aware UTC datetime."""
@@ -198,6 +205,11 @@ class PostgresSql(Sql):
         return int(count) if count.isdigit() else 0
 
     async def guarded_write_each(
+        self, sql: str, columns: tuple[tuple[str, str], ...], values: Mapping[str, Any]
+    ) -> dict[str, Any] | None:
+        return (await run_over_input(self.connection, sql, columns, [values])).get(1)
+
+    async def last_write_each(
         self, sql: str, columns: tuple[tuple[str, str], ...], values: Mapping[str, Any]
     ) -> dict[str, Any] | None:
         return (await run_over_input(self.connection, sql, columns, [values])).get(1)

@@ -24,9 +24,26 @@ from functools import lru_cache
 from typing import Any
 
 from chatgate.errors import StorageUnavailable
+from chatgate.storage.tables import metadata
 
 Columns = tuple[tuple[str, str], ...]  # (name, PostgreSQL type) of each column of ``input``
 Row = dict[str, Any]
+
+# Strings go in as text and are cast by the column they are written to: a cast to VARCHAR(n) would cut
+# a long value where the column refuses it.
+_INPUT_TYPES = {"JSON": "json", "BOOLEAN": "boolean", "INTEGER": "integer", "DATETIME": "timestamptz"}
+
+
+@lru_cache(maxsize=128)
+def input_type(table: str, column: str) -> str:
+    """The type of ``input``'s column for a value of ``table.column``."""
+    kind = metadata.tables[table].columns[column].type
+    return _INPUT_TYPES.get(getattr(kind, "impl", kind).__visit_name__.upper(), "text")
+
+
+def input_columns(table: str, prefix: str, columns: Sequence[str]) -> Columns:
+    """``input``'s columns for values of these columns of ``table``, named by ``prefix`` and the column."""
+    return tuple((f"{prefix}{column}", input_type(table, column)) for column in columns)
 
 
 @lru_cache(maxsize=64)

@@ -54,6 +54,18 @@ def deliveries_of_event(dialect: str, source: str) -> str:
     )
 
 
+def deliveries_of_each(source: str) -> str:
+    """``deliveries_of_event`` on PostgreSQL for each row of ``source``, a CTE over ``input`` whose
+    ``wh_*`` columns hold the parameters ``delivery_values`` gives (statement_batches.py)."""
+    return (
+        "INSERT INTO webhook_deliveries (id, webhook_id, project_id, event_type, payload, status, attempts,"  # noqa: S608
+        f" next_attempt_at, created_at) SELECT {source}.wh_stamp || {_RANDOM_HEX['postgresql']}, w.id, w.project_id,"
+        f" {source}.wh_type, {source}.wh_data, '{DeliveryStatus.PENDING.value}', 0, {source}.wh_now, {source}.wh_now"
+        f" FROM webhooks w JOIN {source} ON w.project_id = {source}.wh_project"
+        f" AND (' ' || w.events || ' ') LIKE {source}.wh_pattern"
+    )
+
+
 async def has_webhooks(sql: Sql, project_id: str) -> bool:
     """On SQLite an INSERT that selects no row still costs ~30 µs under the write lock; this read, ~3."""
     return await sql.scalar("SELECT 1 FROM webhooks WHERE project_id = :p LIMIT 1", p=project_id) is not None
