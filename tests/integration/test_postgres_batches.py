@@ -86,57 +86,56 @@ async def scalar(storage: PostgresStorage, sql: str, **params: Any) -> Any:
         return await tx.sql.scalar(sql, **params)
 
 
+async def project_rows(storage: PostgresStorage, project_id: str) -> tuple[int, int, int, int]:
+    """The project's users, seats taken, sessions and audit rows."""
+    counts = [
+        await scalar(storage, f"SELECT {what} FROM {table} WHERE project_id = :p", p=project_id)
+        for what, table in (
+            ("COUNT(*)", "end_users"),
+            ("SUM(used)", "seat_counters"),
+            ("COUNT(*)", "sessions"),
+            ("COUNT(*)", "audit_events"),
+        )
+    ]
+    return counts[0], counts[1], counts[2], counts[3]
+
+
 def test_first_logins_sent_together_each_create_their_user_session_seat_and_audit_rows(database: str) -> None:
-    async def scenario(storage: PostgresStorage) -> tuple[list[bool], int, int, int, int]:
+    async def scenario(storage: PostgresStorage) -> tuple[list[bool], tuple[int, int, int, int]]:
         project_id = await a_project(storage)
         attempts = [first_login(project_id, f"new-{i}") for i in range(LOGINS)]
-        # Started together, more than the pool's two connections: they can only all pass as batches.
+        # Started together, more of them than the pool's two connections.
         created = await asyncio.gather(*(create(storage, attempt) for attempt in attempts))
-        p = {"p": project_id}
-        return (
-            list(created),
-            await scalar(storage, "SELECT COUNT(*) FROM end_users WHERE project_id = :p", **p),
-            await scalar(storage, "SELECT SUM(used) FROM seat_counters WHERE project_id = :p", **p),
-            await scalar(storage, "SELECT COUNT(*) FROM sessions WHERE project_id = :p", **p),
-            await scalar(storage, "SELECT COUNT(*) FROM audit_events WHERE project_id = :p", **p),
-        )
+        return list(created), await project_rows(storage, project_id)
 
-    created, users, seats, sessions, audit_rows = with_storage(database, scenario)
+    created, rows = with_storage(database, scenario)
     assert created == [True] * LOGINS
-    assert (users, seats, sessions, audit_rows) == (LOGINS, LOGINS, LOGINS, 2 * LOGINS)
+    assert rows == (LOGINS, LOGINS, LOGINS, 2 * LOGINS)  # users, seats, sessions, audit rows
 
 
 def test_one_user_first_seen_twice_in_one_batch_is_created_once(database: str) -> None:
-    async def scenario(storage: PostgresStorage) -> tuple[list[bool], int, int]:
+    async def scenario(storage: PostgresStorage) -> tuple[list[bool], tuple[int, int, int, int]]:
         project_id = await a_project(storage)
         created = await asyncio.gather(*(create(storage, first_login(project_id, "twice")) for _ in range(2)))
-        users = await scalar(storage, "SELECT COUNT(*) FROM end_users WHERE project_id = :p", p=project_id)
-        seats = await scalar(storage, "SELECT SUM(used) FROM seat_counters WHERE project_id = :p", p=project_id)
-        return list(created), users, seats
+        return list(created), await project_rows(storage, project_id)
 
-    created, users, seats = with_storage(database, scenario)
+    created, rows = with_storage(database, scenario)
     assert sorted(created) == [False, True]  # the other goes the long way, and finds the user
-    assert (users, seats) == (1, 1)
+    assert rows == (1, 1, 1, 2)
 
 
 def test_a_login_the_database_refuses_takes_no_other_login_of_its_batch_down(database: str) -> None:
-    async def scenario(storage: PostgresStorage) -> tuple[list[Any], int, int, int]:
+    async def scenario(storage: PostgresStorage) -> tuple[list[Any], tuple[int, int, int, int]]:
         project_id = await a_project(storage)
         attempts = [first_login(project_id, f"fine-{i}") for i in range(LOGINS)]
         attempts[5] = first_login(project_id, "x" * 300)  # longer than the column holds
         outcomes = await asyncio.gather(*(create(storage, a) for a in attempts), return_exceptions=True)
-        p = {"p": project_id}
-        return (
-            list(outcomes),
-            await scalar(storage, "SELECT COUNT(*) FROM end_users WHERE project_id = :p", **p),
-            await scalar(storage, "SELECT SUM(used) FROM seat_counters WHERE project_id = :p", **p),
-            await scalar(storage, "SELECT COUNT(*) FROM sessions WHERE project_id = :p", **p),
-        )
+        return list(outcomes), await project_rows(storage, project_id)
 
-    outcomes, users, seats, sessions = with_storage(database, scenario)
+    outcomes, rows = with_storage(database, scenario)
     assert isinstance(outcomes[5], Exception)
     assert outcomes[:5] + outcomes[6:] == [True] * (LOGINS - 1)
-    assert (users, seats, sessions) == (LOGINS - 1, LOGINS - 1, LOGINS - 1)
+    assert rows == (LOGINS - 1, LOGINS - 1, LOGINS - 1, 2 * (LOGINS - 1))
 
 
 def test_returning_logins_sent_together_each_get_their_own_user_and_session(database: str) -> None:

@@ -149,7 +149,7 @@ class MessageRepo:
         # the only write, and then sent with the other messages of the loop's turn.
         event_values = {name: value for name, value in self.events.values(event).items() if name != "user_id"}
         deliveries = delivery_values(m.project_id, event.type.value, event.payload, m.created_at)
-        sql, columns = _post_each_sql(tuple(values), tuple(event_values), tuple(deliveries))
+        sql, columns = _post_each_sql(tuple(event_values), tuple(deliveries))
         stored = await self.sql.last_write_each(
             sql, columns, values | {f"e_{name}": value for name, value in event_values.items()} | deliveries
         )
@@ -294,9 +294,7 @@ class EventRepo:
 
 
 @lru_cache(maxsize=8)
-def _post_each_sql(
-    message: tuple[str, ...], event: tuple[str, ...], deliveries: tuple[str, ...]
-) -> tuple[str, Columns]:
+def _post_each_sql(event: tuple[str, ...], deliveries: tuple[str, ...]) -> tuple[str, Columns]:
     """``MessageRepo.post`` on PostgreSQL over ``input`` (statement_batches.py), and its input columns.
 
     ``c`` is the posts whose conversation may take them, ``posted`` those whose message was inserted (not

@@ -262,11 +262,17 @@ class ProjectRepo(_Repo):
         )
 
 
-_FIND_BY = {
-    "external_id": "SELECT * FROM end_users WHERE project_id = :p AND external_id = :v",
+# How a login finds its user ``e``, the value looked up standing for ``{v}``: written once for the
+# statements that look for one user (``_FIND_BY``) and those over ``input`` (``_FIND_EACH``).
+_FIND_WHERE = {
+    "external_id": "e.external_id = {v}",
     # "NOT anonymous" as the partial unique index says it (tables.py), so that the index serves it.
-    "email": "SELECT * FROM end_users WHERE project_id = :p AND email = :v AND NOT anonymous",
-    "id": "SELECT * FROM end_users WHERE project_id = :p AND id = :v AND merged_into IS NULL AND disabled_at IS NULL",
+    "email": "e.email = {v} AND NOT e.anonymous",
+    "id": "e.id = {v} AND e.merged_into IS NULL AND e.disabled_at IS NULL",
+}
+_FIND_BY = {
+    by: f"SELECT e.* FROM end_users e WHERE e.project_id = :p AND {where.format(v=':v')}"  # noqa: S608
+    for by, where in _FIND_WHERE.items()
 }
 # A login by the account's own id (a password checked against it) holds the row until it commits, so that a
 # vouched login displacing the account either waits and then ends the new session, or goes first and leaves
@@ -354,12 +360,7 @@ def _insert_each_sql(
     return f"INSERT INTO {table} ({', '.join(columns)}) SELECT {selected} FROM {source}"  # noqa: S608
 
 
-# How a login finds its user, over ``input`` (p: the project, v: the value looked up) and end_users ``e``.
-_FIND_EACH = {
-    "external_id": "e.external_id = input.v",
-    "email": "e.email = input.v AND NOT e.anonymous",
-    "id": "e.id = input.v AND e.merged_into IS NULL AND e.disabled_at IS NULL",
-}
+_FIND_EACH = {by: where.format(v="input.v") for by, where in _FIND_WHERE.items()}
 
 
 @lru_cache(maxsize=64)

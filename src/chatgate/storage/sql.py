@@ -18,8 +18,6 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
-from chatgate.storage.statement_batches import run_over_input
-
 _PARAM = re.compile(r"(?<!:):([a-z_][a-z0-9_]*)")
 
 
@@ -84,7 +82,8 @@ class Sql(ABC):
         its row. When nothing was written before it, it is sent alone, atomic
         on its own, in one statement with those of other requests
         (statement_batches.py): a transaction whose only write it is needs
-        no BEGIN and COMMIT, and one it declines goes on (postgres.py).
+        no BEGIN and COMMIT, and one it declines goes on (postgres.py's
+        write transaction implements it).
         """
         raise NotImplementedError("a statement over input rows is PostgreSQL's")
 
@@ -203,16 +202,6 @@ class PostgresSql(Sql):
         status: str = await self.connection.execute(text, *args)  # "UPDATE 3", "INSERT 0 1", "DELETE 0"
         count = status.rsplit(" ", 1)[-1]
         return int(count) if count.isdigit() else 0
-
-    async def guarded_write_each(
-        self, sql: str, columns: tuple[tuple[str, str], ...], values: Mapping[str, Any]
-    ) -> dict[str, Any] | None:
-        return (await run_over_input(self.connection, sql, columns, [values])).get(1)
-
-    async def last_write_each(
-        self, sql: str, columns: tuple[tuple[str, str], ...], values: Mapping[str, Any]
-    ) -> dict[str, Any] | None:
-        return (await run_over_input(self.connection, sql, columns, [values])).get(1)
 
     @staticmethod
     def is_duplicate(exc: Exception) -> bool:

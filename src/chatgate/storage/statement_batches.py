@@ -100,24 +100,17 @@ class StatementBatches:
         try:
             try:
                 rows = await self._run(key, [waiting.values for waiting in batch])
-            except StorageUnavailable:
-                raise
-            except Exception:
-                if len(batch) == 1:
-                    raise
-                await self._one_by_one(key, batch)
-                return
-        except BaseException as exc:
-            for waiting in batch:
-                if waiting.answer.done():
-                    continue
-                if isinstance(exc, Exception):
-                    waiting.answer.set_exception(exc)
+            except Exception as exc:
+                if len(batch) == 1 or isinstance(exc, StorageUnavailable):
+                    for waiting in batch:
+                        _refuse(waiting, exc)
                 else:
-                    waiting.answer.cancel()  # the worker is stopping
-            if not isinstance(exc, Exception):
-                raise
-            return
+                    await self._one_by_one(key, batch)
+                return
+        except BaseException:
+            for waiting in batch:
+                waiting.answer.cancel()  # the worker is stopping (a future already answered stays so)
+            raise
         for n, waiting in enumerate(batch, 1):
             if not waiting.answer.done():
                 waiting.answer.set_result(rows.get(n))
@@ -128,8 +121,7 @@ class StatementBatches:
             try:
                 rows = await self._run(key, [waiting.values])
             except Exception as exc:
-                if not waiting.answer.done():
-                    waiting.answer.set_exception(exc)
+                _refuse(waiting, exc)
                 continue
             if not waiting.answer.done():
                 waiting.answer.set_result(rows.get(1))
@@ -143,3 +135,8 @@ class StatementBatches:
         """Wait for the batches being sent (a worker stopping still answers the requests it has)."""
         if self._sending:
             await asyncio.gather(*self._sending, return_exceptions=True)
+
+
+def _refuse(waiting: _Waiting, exc: Exception) -> None:
+    if not waiting.answer.done():
+        waiting.answer.set_exception(exc)
